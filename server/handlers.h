@@ -1,0 +1,24 @@
+/*
+ * handlers.h - every HTTP handler, grouped by file (handlers_*.c).
+ * The route table in routes.c maps methods and paths to these.
+ */
+#ifndef TALLY_HANDLERS_H
+#define TALLY_HANDLERS_H
+
+#include "http.h"
+
+/* handlers_system.c */
+void h_healthz(http_ctx *c);
+void h_readyz(http_ctx *c);
+void h_metrics(http_ctx *c);
+void h_openapi(http_ctx *c);
+
+/* handlers_accounts.c */
+void h_accounts_create(http_ctx *c);
+void h_accounts_list(http_ctx *c);
+void h_accounts_get(http_ctx *c);
+void h_keys_create(http_ctx *c);
+void h_keys_list(http_ctx *c);
+void h_keys_revoke(http_ctx *c);
+
+#endif

@@ -1,0 +1,76 @@
+/*
+ * http.h - the request context handlers see, and the replies they send.
+ *
+ * A handler receives an http_ctx for one request whose route, authentication
+ * and body checks have already passed. It must eventually send exactly one
+ * reply (http_reply_*), possibly after database work submitted with http_db().
+ * The context is freed by the reply; do not touch it afterwards.
+ */
+#ifndef TALLY_HTTP_H
+#define TALLY_HTTP_H
+
+#include "problem.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct http_ctx http_ctx;
+typedef struct tally_server tally_server;
+typedef struct db_conn db_conn;
+
+typedef void (*http_handler_fn)(http_ctx *c);
+/* Database work for a request: runs on a database thread (see db.h). */
+typedef int (*http_work_fn)(db_conn *db, void *arg);
+/* Runs back on the request's loop when the work returned a status >= 0. */
+typedef void (*http_done_fn)(http_ctx *c, int status, void *arg);
+
+/* Roles (bit masks, for the route table). */
+enum role {
+    ROLE_TENANT = 1 << 0,
+    ROLE_PROVIDER = 1 << 1,
+    ROLE_FINANCE = 1 << 2,
+    ROLE_ADMIN = 1 << 3,
+};
+#define ROLE_ANY (ROLE_TENANT | ROLE_PROVIDER | ROLE_FINANCE | ROLE_ADMIN)
+
+/* role_from_name - "tenant" -> ROLE_TENANT; 0 when unknown. role_name is the inverse. */
+unsigned role_from_name(const char *name);
+const char *role_name(unsigned role);
+
+/* The authenticated caller (valid when the route requires a role). */
+typedef struct http_caller {
+    char account_id[48];
+    char key_id[48];
+    unsigned role;
+} http_caller;
+
+/* Request accessors. Strings are borrowed and live as long as the context. */
+const char *http_param(const http_ctx *c, const char *name);
+const char *http_query(http_ctx *c, const char *name); /* decoded; NULL if absent */
+const char *http_header(const http_ctx *c, const char *name);
+json_t *http_body(const http_ctx *c); /* the parsed JSON body (borrowed) or NULL */
+const http_caller *http_get_caller(const http_ctx *c);
+const char *http_request_id(const http_ctx *c);
+const char *http_path(const http_ctx *c);
+tally_server *http_server(const http_ctx *c);
+
+/* Replies. json bodies are stolen (decref'd by the reply). */
+void http_reply_json(http_ctx *c, int status, json_t *body);
+void http_reply_problem(http_ctx *c, problem_type t, const char *detail, const char *field);
+/* A problem whose detail is formatted like printf. */
+void http_reply_problemf(http_ctx *c, problem_type t, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void http_reply_raw(http_ctx *c, int status, const char *content_type, const void *data,
+                    size_t len);
+/* http_set_header - add a response header before replying. */
+void http_set_header(http_ctx *c, const char *name, const char *value);
+
+/*
+ * http_db - run work(db, arg) on a database thread, then done(c, status, arg) on
+ * this loop. Unavailable database -> 503 problem, unexpected SQL failure -> 500
+ * problem, both replied for you (done is not called, arg is freed with free_arg
+ * when non-NULL).
+ */
+void http_db(http_ctx *c, http_work_fn work, http_done_fn done, void *arg, void (*free_arg)(void *));
+
+#endif

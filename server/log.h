@@ -1,0 +1,20 @@
+/*
+ * log.h - one JSON object per line on stderr.
+ *
+ * Lines are assembled in a buffer and written with a single write(2), so lines
+ * from several threads never interleave. Levels: error, warn, info.
+ */
+#ifndef TALLY_LOG_H
+#define TALLY_LOG_H
+
+#include <jansson.h>
+
+void log_error(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_warn(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void log_info(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* log_json - write fields (borrowed) plus "ts" as one line. */
+void log_json(json_t *fields);
+/* log_set_quiet - suppress info lines (command-line tools). */
+void log_set_quiet(int quiet);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * routes.c - the whole HTTP API as one table: method, path, roles, handler.
+ * Keep it in step with schema/openapi.yaml (a test compares them).
+ * Literal routes come before parameterised ones that could shadow them.
+ */
+#include "handlers.h"
+#include "server.h"
+
+#define R(m, p, roles, h) {m, p, roles, (void (*)(void))h}
+
+const route tally_routes[] = {
+    R(HTTP_GET, "/healthz", 0, h_healthz),
+    R(HTTP_GET, "/readyz", 0, h_readyz),
+    R(HTTP_GET, "/metrics", 0, h_metrics),
+    R(HTTP_GET, "/openapi.yaml", 0, h_openapi),
+
+    R(HTTP_POST, "/v1/accounts", ROLE_ADMIN, h_accounts_create),
+    R(HTTP_GET, "/v1/accounts", ROLE_ADMIN, h_accounts_list),
+    R(HTTP_GET, "/v1/accounts/{id}", ROLE_ANY, h_accounts_get),
+    R(HTTP_POST, "/v1/accounts/{id}/keys", ROLE_ANY, h_keys_create),
+    R(HTTP_GET, "/v1/accounts/{id}/keys", ROLE_ANY, h_keys_list),
+    R(HTTP_DELETE, "/v1/accounts/{id}/keys/{key_id}", ROLE_ANY, h_keys_revoke),
+};
+
+const size_t tally_routes_count = sizeof tally_routes / sizeof tally_routes[0];

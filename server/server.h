@@ -1,0 +1,36 @@
+/*
+ * server.h - the state one tallyd process shares across its worker threads.
+ *
+ * Everything here is either immutable after start-up (config, secrets, routes)
+ * or safe for concurrent use (the database pool, metrics, the auth cache).
+ * Nothing correct depends on it surviving a restart: PostgreSQL is the truth.
+ */
+#ifndef TALLY_SERVER_H
+#define TALLY_SERVER_H
+
+#include "apikey.h"
+#include "auth.h"
+#include "config.h"
+#include "db.h"
+#include "metrics.h"
+#include "router.h"
+
+struct tally_server {
+    tally_config cfg;
+    db_pool *pool;
+    metrics *metrics;
+    auth_cache *auth;
+    unsigned char key_hash_secret[APIKEY_SECRET_LEN];
+    const route *routes;
+    size_t nroutes;
+    int inflight; /* requests accepted and not yet answered (atomic) */
+};
+
+/* The route table (routes.c). */
+extern const route tally_routes[];
+extern const size_t tally_routes_count;
+
+/* server_run - start worker threads and serve until SIGINT/SIGTERM. Exit status. */
+int server_run(struct tally_server *srv);
+
+#endif

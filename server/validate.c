@@ -1,0 +1,121 @@
+/*
+ * validate.c - field checks with problem replies.
+ * Invariant: a failed check has replied exactly once; a passed one has not.
+ */
+#include "validate.h"
+#include "ids.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int val_known_fields(http_ctx *c, json_t *body, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+
+    if (!body)
+        return 0;
+    json_object_foreach(body, key, v)
+    {
+        int ok = 0;
+        for (const char *const *a = allowed; *a; a++)
+            if (!strcmp(*a, key)) {
+                ok = 1;
+                break;
+            }
+        if (!ok) {
+            http_reply_problemf(c, PROB_VALIDATION, key, "unknown field '%s'", key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int printable(const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return 0;
+    return 1;
+}
+
+int val_string(http_ctx *c, json_t *body, const char *field, int required, size_t maxlen,
+               const char **out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    const char *s;
+
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' is required", field);
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be a string", field);
+        return -1;
+    }
+    s = json_string_value(v);
+    if (json_string_length(v) == 0 || json_string_length(v) > maxlen) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must have 1 to %zu bytes", field,
+                            maxlen);
+        return -1;
+    }
+    if (strlen(s) != json_string_length(v) || !printable(s)) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must not contain control characters",
+                            field);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+int val_query_limit(http_ctx *c, int def, int max, int *out)
+{
+    const char *s = http_query(c, "limit");
+    char *end;
+    long v;
+
+    *out = def;
+    if (!s)
+        return 0;
+    v = strtol(s, &end, 10);
+    if (!*s || *end || v < 1 || v > max) {
+        http_reply_problemf(c, PROB_VALIDATION, "limit", "'limit' must be an integer from 1 to %d",
+                            max);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int val_query_id(http_ctx *c, const char *name, const char *prefix, const char **out)
+{
+    const char *s = http_query(c, name);
+
+    *out = NULL;
+    if (!s)
+        return 0;
+    if (!ids_valid(s, prefix)) {
+        http_reply_problemf(c, PROB_VALIDATION, name, "'%s' must be an id of the form %s_…", name,
+                            prefix);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+int val_path_id(http_ctx *c, const char *name, const char *prefix, const char **out)
+{
+    const char *s = http_param(c, name);
+
+    *out = NULL;
+    if (!s || !ids_valid(s, prefix)) {
+        http_reply_problemf(c, PROB_NOT_FOUND, NULL, "no %s with id '%s'",
+                            !strcmp(prefix, "acc") ? "account" : prefix, s ? s : "");
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
