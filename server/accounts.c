@@ -45,9 +45,8 @@ static const char sql_audit[] =
 
 static json_t *account_row(PGresult *r, int i)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(r, i, 0), "name",
-                     PQgetvalue(r, i, 1), "role", PQgetvalue(r, i, 2), "created_at",
-                     PQgetvalue(r, i, 3));
+    return json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1),
+                     "role", PQgetvalue(r, i, 2), "created_at", PQgetvalue(r, i, 3));
 }
 
 static json_t *key_row(PGresult *r, int i)

@@ -86,7 +86,8 @@ int auth_cache_get(auth_cache *ac, const char *key_hash, auth_identity *out)
     if (!ac || ac->ttl_ms <= 0)
         return 0;
     pthread_mutex_lock(&ac->mu);
-    for (size_t i = slot_of(ac, key_hash), n = 0; n < ac->capacity; n++, i = (i + 1) % ac->capacity) {
+    for (size_t i = slot_of(ac, key_hash), n = 0; n < ac->capacity;
+         n++, i = (i + 1) % ac->capacity) {
         struct auth_entry *e = &ac->slots[i];
         if (!e->key_hash[0])
             break;

@@ -201,8 +201,9 @@ int config_check(const tally_config *cfg, int needs, char *err, size_t errlen)
         return -1;
     }
     if ((needs & CFG_NEED_HASH_SECRET) && !cfg->key_hash_secret_path[0]) {
-        snprintf(err, errlen, "TALLY_KEY_HASH_SECRET is not set (path to a secret made by "
-                              "'tallyd keygen --hash-secret --out PATH')");
+        snprintf(err, errlen,
+                 "TALLY_KEY_HASH_SECRET is not set (path to a secret made by "
+                 "'tallyd keygen --hash-secret --out PATH')");
         return -1;
     }
     return 0;

@@ -205,8 +205,7 @@ int db_commit(db_conn *c)
 
 void db_rollback(db_conn *c)
 {
-    if (c->pg && PQstatus(c->pg) == CONNECTION_OK &&
-        PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
         PQclear(PQexec(c->pg, "ROLLBACK"));
 }
 
@@ -276,7 +275,8 @@ static int job_run(db_pool *p, db_conn *c, struct db_job *j)
         if (c->state == CONN_BUSY)
             __atomic_store_n(&c->state, CONN_IDLE, __ATOMIC_RELAXED);
         if (st == DB_RETRY) {
-            struct timespec ts = {0, (long)(1000000L << attempt) + (long)randombytes_uniform(1000000)};
+            struct timespec ts = {0,
+                                  (long)(1000000L << attempt) + (long)randombytes_uniform(1000000)};
             __atomic_add_fetch(&p->retries, 1, __ATOMIC_RELAXED);
             nanosleep(&ts, NULL);
             continue;
@@ -398,8 +398,7 @@ void db_pool_stop(db_pool *p)
     free(p);
 }
 
-int db_pool_submit(db_pool *p, struct event_base *base, db_work_fn work, db_done_fn done,
-                   void *arg)
+int db_pool_submit(db_pool *p, struct event_base *base, db_work_fn work, db_done_fn done, void *arg)
 {
     struct db_job *j = calloc(1, sizeof *j);
 

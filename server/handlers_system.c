@@ -31,8 +31,9 @@ static void ready_done(http_ctx *c, int current, void *arg)
     struct ready_job *j = arg;
 
     if (current == 1)
-        http_reply_json(c, 200, json_pack("{s:s, s:s, s:s}", "status", "ready", "database", "ok",
-                                          "migrations", "current"));
+        http_reply_json(c, 200,
+                        json_pack("{s:s, s:s, s:s}", "status", "ready", "database", "ok",
+                                  "migrations", "current"));
     else
         http_reply_problem(c, PROB_DB_UNAVAILABLE, j->detail, NULL);
     free(j);

@@ -177,8 +177,7 @@ static void http_finish(http_ctx *c, int status, struct evbuffer *buf)
     ctx_free(c);
 }
 
-void http_reply_raw(http_ctx *c, int status, const char *content_type, const void *data,
-                    size_t len)
+void http_reply_raw(http_ctx *c, int status, const char *content_type, const void *data, size_t len)
 {
     struct evbuffer *buf = evbuffer_new();
 
@@ -221,7 +220,8 @@ void http_reply_problem(http_ctx *c, problem_type t, const char *detail, const c
         http_set_header(c, "Retry-After", "1");
     if (t == PROB_UNAUTHENTICATED)
         http_set_header(c, "WWW-Authenticate", "Bearer realm=\"tally\"");
-    reply_json_typed(c, status, problem_build(t, detail, field, c->path), "application/problem+json");
+    reply_json_typed(c, status, problem_build(t, detail, field, c->path),
+                     "application/problem+json");
 }
 
 void http_reply_problemf(http_ctx *c, problem_type t, const char *field, const char *fmt, ...)
@@ -305,8 +305,9 @@ static void set_request_id(http_ctx *c)
     const char *rid = http_header(c, "X-Request-Id");
     size_t n = rid ? strlen(rid) : 0;
 
-    if (n > 0 && n < 65 && strspn(rid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                       "0123456789-_.:/+=") == n) {
+    if (n > 0 && n < 65 &&
+        strspn(rid, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789-_.:/+=") == n) {
         memcpy(c->request_id, rid, n + 1);
         return;
     }
@@ -345,8 +346,7 @@ static int body_intake(http_ctx *c)
         return 0;
     if (!media_is_json(http_header(c, "Content-Type"))) {
         http_reply_problem(c, PROB_UNSUPPORTED_MEDIA,
-                           "request bodies must be sent as Content-Type: application/json",
-                           NULL);
+                           "request bodies must be sent as Content-Type: application/json", NULL);
         return -1;
     }
     c->body = json_loadb((const char *)evbuffer_pullup(in, -1), len, JSON_REJECT_DUPLICATES, &err);
@@ -434,8 +434,7 @@ static void authenticate(http_ctx *c)
     auth_identity id;
 
     if (!token) {
-        http_reply_problem(c, PROB_UNAUTHENTICATED,
-                           "send 'Authorization: Bearer <API key>'", NULL);
+        http_reply_problem(c, PROB_UNAUTHENTICATED, "send 'Authorization: Bearer <API key>'", NULL);
         return;
     }
     if (!apikey_well_formed(token)) {

@@ -71,6 +71,7 @@ void http_set_header(http_ctx *c, const char *name, const char *value);
  * problem, both replied for you (done is not called, arg is freed with free_arg
  * when non-NULL).
  */
-void http_db(http_ctx *c, http_work_fn work, http_done_fn done, void *arg, void (*free_arg)(void *));
+void http_db(http_ctx *c, http_work_fn work, http_done_fn done, void *arg,
+             void (*free_arg)(void *));
 
 #endif

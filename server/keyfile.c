@@ -137,8 +137,9 @@ int keyfile_load_signing(const char *path, signing_key *out, char *err, size_t e
     sodium_memzero(buf, sizeof buf);
     if (!doc || hex_field(doc, "seed", seed, sizeof seed) != 0 ||
         hex_field(doc, "public_key", pk, sizeof pk) != 0) {
-        snprintf(err, errlen, "%s: not a tally signing key (expected JSON with hex 'seed' and "
-                              "'public_key'; make one with 'tallyd keygen --out PATH')",
+        snprintf(err, errlen,
+                 "%s: not a tally signing key (expected JSON with hex 'seed' and "
+                 "'public_key'; make one with 'tallyd keygen --out PATH')",
                  path);
         goto out;
     }

@@ -180,8 +180,8 @@ static int cmd_migrate(tally_config *cfg, char **argv, const int *rest, int nres
     return 0;
 }
 
-static int create_account(db_conn *db, const tally_config *cfg, const char *name,
-                          const char *role, int once)
+static int create_account(db_conn *db, const tally_config *cfg, const char *name, const char *role,
+                          int once)
 {
     unsigned char secret[APIKEY_SECRET_LEN];
     char err[512];
@@ -198,9 +198,10 @@ static int create_account(db_conn *db, const tally_config *cfg, const char *name
         if (rc < 0)
             goto dberr;
         json_object_set_new(out, "api_key", json_null());
-        json_object_set_new(out, "note",
-                            json_string("account already exists; its key was shown when it was "
-                                        "created (create another with POST /v1/accounts/{id}/keys)"));
+        json_object_set_new(
+            out, "note",
+            json_string("account already exists; its key was shown when it was "
+                        "created (create another with POST /v1/accounts/{id}/keys)"));
     } else if (accounts_create(db, secret, name, role, "cli", &out) != 1) {
         goto dberr;
     }
@@ -277,7 +278,8 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     srv.cfg = *cfg;
     srv.routes = tally_routes;
     srv.nroutes = tally_routes_count;
-    if (evthread_use_pthreads() != 0 || !(srv.metrics = metrics_new(tally_routes, tally_routes_count)) ||
+    if (evthread_use_pthreads() != 0 ||
+        !(srv.metrics = metrics_new(tally_routes, tally_routes_count)) ||
         !(srv.auth = auth_cache_new(cfg->auth_cache_ms, 4096)) ||
         !(srv.pool = db_pool_start(cfg->database_url, cfg->db_pool_size, cfg->db_timeout_ms))) {
         fprintf(stderr, "tallyd: cannot initialise (out of memory or threads)\n");

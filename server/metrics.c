@@ -113,8 +113,8 @@ static void render_requests(metrics *m, FILE *f)
             if (s == NSTATUS - 1)
                 fprintf(f, "tally_http_requests_total{%s,status=\"other\"} %llu\n", label, v);
             else
-                fprintf(f, "tally_http_requests_total{%s,status=\"%d\"} %llu\n", label,
-                        statuses[s], v);
+                fprintf(f, "tally_http_requests_total{%s,status=\"%d\"} %llu\n", label, statuses[s],
+                        v);
         }
     }
 }
@@ -134,8 +134,8 @@ static void render_latency(metrics *m, FILE *f)
         for (size_t b = 0; b < NBUCKET; b++) {
             cum += ld(&m->rc[i].hist[b]);
             if (b < NBUCKET - 1)
-                fprintf(f, "tally_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n",
-                        label, buckets[b], cum);
+                fprintf(f, "tally_http_request_duration_seconds_bucket{%s,le=\"%g\"} %llu\n", label,
+                        buckets[b], cum);
             else
                 fprintf(f, "tally_http_request_duration_seconds_bucket{%s,le=\"+Inf\"} %llu\n",
                         label, cum);

@@ -17,6 +17,7 @@ static const char sql_table[] = "CREATE TABLE IF NOT EXISTS schema_migrations ("
                                 " applied_at timestamptz NOT NULL DEFAULT now())";
 static const char sql_lookup[] = "SELECT checksum FROM schema_migrations WHERE name = $1";
 static const char sql_record[] = "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)";
+static const char sql_exists[] = "SELECT to_regclass('schema_migrations') IS NOT NULL";
 static const char sql_all[] = "SELECT name, checksum FROM schema_migrations ORDER BY name";
 
 void migrate_checksum(const struct embedded_file *f, char out[65])
@@ -93,16 +94,20 @@ int migrate_apply(db_conn *db, const struct embedded_file *files, size_t n, char
 
 int migrate_check(db_conn *db, char *detail, size_t len)
 {
-    PGresult *r = db_exec(db, sql_all, 0, NULL);
-    int nrows;
+    PGresult *r = db_exec(db, sql_exists, 0, NULL);
+    int nrows, exists;
 
-    if (!r) {
-        if (!strcmp(db_last_sqlstate(db), "42P01")) {
-            snprintf(detail, len, "the database has no schema yet: run 'tallyd migrate'");
-            return 0;
-        }
+    if (!r)
         return db_last_status(db);
+    exists = !strcmp(PQgetvalue(r, 0, 0), "t");
+    PQclear(r);
+    if (!exists) {
+        snprintf(detail, len, "the database has no schema yet: run 'tallyd migrate'");
+        return 0;
     }
+    r = db_exec(db, sql_all, 0, NULL);
+    if (!r)
+        return db_last_status(db);
     nrows = PQntuples(r);
     for (size_t i = 0; i < tally_migrations_count; i++) {
         char sum[65];
@@ -116,7 +121,8 @@ int migrate_check(db_conn *db, char *detail, size_t len)
         }
     }
     if ((size_t)nrows > tally_migrations_count) {
-        snprintf(detail, len, "the database has migration %s, unknown to this tallyd (older binary?)",
+        snprintf(detail, len,
+                 "the database has migration %s, unknown to this tallyd (older binary?)",
                  PQgetvalue(r, (int)tally_migrations_count, 0));
         PQclear(r);
         return 0;

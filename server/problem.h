@@ -12,20 +12,20 @@
 #include <jansson.h>
 
 typedef enum problem_type {
-    PROB_BAD_REQUEST,        /* 400 generic malformed request */
-    PROB_MALFORMED_JSON,     /* 400 body is not valid JSON */
-    PROB_VALIDATION,         /* 422 a field is missing, of the wrong type or out of range */
-    PROB_UNAUTHENTICATED,    /* 401 missing or unknown API key */
-    PROB_FORBIDDEN,          /* 403 the key's role may not do this */
-    PROB_NOT_FOUND,          /* 404 no such route or resource (or not visible to caller) */
-    PROB_METHOD_NOT_ALLOWED, /* 405 route exists, method does not */
-    PROB_CONFLICT,           /* 409 state conflict (duplicate, already revoked...) */
-    PROB_IDEMPOTENCY_REUSE,  /* 422 Idempotency-Key reused with a different request */
+    PROB_BAD_REQUEST,           /* 400 generic malformed request */
+    PROB_MALFORMED_JSON,        /* 400 body is not valid JSON */
+    PROB_VALIDATION,            /* 422 a field is missing, of the wrong type or out of range */
+    PROB_UNAUTHENTICATED,       /* 401 missing or unknown API key */
+    PROB_FORBIDDEN,             /* 403 the key's role may not do this */
+    PROB_NOT_FOUND,             /* 404 no such route or resource (or not visible to caller) */
+    PROB_METHOD_NOT_ALLOWED,    /* 405 route exists, method does not */
+    PROB_CONFLICT,              /* 409 state conflict (duplicate, already revoked...) */
+    PROB_IDEMPOTENCY_REUSE,     /* 422 Idempotency-Key reused with a different request */
     PROB_IDEMPOTENCY_IN_FLIGHT, /* 409 same key still being processed */
-    PROB_PAYLOAD_TOO_LARGE,  /* 413 body over TALLY_MAX_BODY_BYTES */
-    PROB_UNSUPPORTED_MEDIA,  /* 415 body is not application/json */
-    PROB_DB_UNAVAILABLE,     /* 503 database unreachable; retry later */
-    PROB_INTERNAL,           /* 500 a bug; logged with the request id */
+    PROB_PAYLOAD_TOO_LARGE,     /* 413 body over TALLY_MAX_BODY_BYTES */
+    PROB_UNSUPPORTED_MEDIA,     /* 415 body is not application/json */
+    PROB_DB_UNAVAILABLE,        /* 503 database unreachable; retry later */
+    PROB_INTERNAL,              /* 500 a bug; logged with the request id */
     PROB__COUNT
 } problem_type;
 

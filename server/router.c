@@ -110,8 +110,7 @@ enum router_result router_match(const route *table, size_t n, int method, const 
         for (int m = HTTP_GET; m <= HTTP_OPTIONS; m <<= 1) {
             if (!(allowed & m))
                 continue;
-            int w = snprintf(allow + o, allowlen - o, "%s%s", o ? ", " : "",
-                             router_method_name(m));
+            int w = snprintf(allow + o, allowlen - o, "%s%s", o ? ", " : "", router_method_name(m));
             if (w < 0 || (size_t)w >= allowlen - o)
                 break;
             o += (size_t)w;

@@ -30,9 +30,9 @@ typedef struct route_params {
 } route_params;
 
 typedef struct route {
-    int method;          /* one http_method */
-    const char *pattern; /* also the route's label in logs and metrics */
-    unsigned roles;      /* bit mask of roles allowed; 0 = no authentication */
+    int method;            /* one http_method */
+    const char *pattern;   /* also the route's label in logs and metrics */
+    unsigned roles;        /* bit mask of roles allowed; 0 = no authentication */
     void (*handler)(void); /* opaque to the router: cast back by the caller */
 } route;
 
@@ -46,8 +46,8 @@ enum router_result { ROUTER_MATCH, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED }
  * one over ROUTE_PARAM_MAX, or a bad escape does not match.
  */
 enum router_result router_match(const route *table, size_t n, int method, const char *path,
-                                 const route **out, route_params *params, char *allow,
-                                 size_t allowlen);
+                                const route **out, route_params *params, char *allow,
+                                size_t allowlen);
 
 /* router_param - the value of a named parameter, or NULL. */
 const char *router_param(const route_params *p, const char *name);

@@ -6,7 +6,10 @@
 #include "handlers.h"
 #include "server.h"
 
-#define R(m, p, roles, h) {m, p, roles, (void (*)(void))h}
+#define R(m, p, roles, h)                                                                          \
+    {                                                                                              \
+        m, p, roles, (void (*)(void))h                                                             \
+    }
 
 const route tally_routes[] = {
     R(HTTP_GET, "/healthz", 0, h_healthz),

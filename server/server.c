@@ -38,7 +38,8 @@ struct worker {
 /* Open a listening socket on host:port (port 0 picks one); -1 and a log line on error. */
 static int listen_on(const char *host, int port, int *bound_port)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char portstr[16];
@@ -92,8 +93,8 @@ static int worker_init(struct worker *w, struct tally_server *srv, int fd)
     evhttp_set_max_headers_size(w->http, 64 * 1024);
     evhttp_set_timeout(w->http, 60);
     evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_OPTIONS);
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH |
+                                            EVHTTP_REQ_OPTIONS);
     evhttp_set_default_content_type(w->http, "application/json");
     w->dispatch_arg[0] = srv;
     w->dispatch_arg[1] = w->base;
@@ -153,7 +154,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
     if (s->drain_timer && evtimer_pending(s->drain_timer, NULL))
         return;
-    log_info("server", "received %s; draining in-flight requests", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    log_info("server", "received %s; draining in-flight requests",
+             sig == SIGINT ? "SIGINT" : "SIGTERM");
     for (int i = 0; i < s->nworkers; i++)
         event_base_once(s->workers[i].base, -1, EV_TIMEOUT, worker_stop_accepting, &s->workers[i],
                         &zero);

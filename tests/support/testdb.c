@@ -49,7 +49,7 @@ void testdb_create(char *out, size_t outlen)
 
     cr_assert(admin && *admin, "TALLY_TEST_PG is not set: run the tests through scripts/test.sh");
     if (sodium_init() < 0)
-        cr_fatal("sodium_init failed");
+        cr_assert_fail("sodium_init failed");
     snprintf(name, sizeof name, "t_%08x%08x", randombytes_random(), randombytes_random());
     snprintf(admin_ci, sizeof admin_ci, "%s dbname=postgres", admin);
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);

@@ -110,7 +110,8 @@ char *tallyd_log(const tallyd_proc *p)
 
 static void make_admin(tallyd_proc *p)
 {
-    const char *args[] = {"admin", "create-account", "--name", "e2e-admin", "--role", "admin", NULL};
+    const char *args[] = {"admin",  "create-account", "--name", "e2e-admin",
+                          "--role", "admin",          NULL};
     char *out = NULL;
     json_t *j;
 
@@ -171,11 +172,11 @@ void tallyd_start(tallyd_proc *p, const char *conninfo, const char *const *extra
             return;
         if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
             char *log = tallyd_log(p);
-            cr_fatal("tallyd exited during start-up:\n%s", log);
+            cr_assert_fail("tallyd exited during start-up:\n%s", log);
         }
         usleep(50000);
     }
-    cr_fatal("tallyd did not answer /healthz within 10 s");
+    cr_assert_fail("tallyd did not answer /healthz within 10 s");
 }
 
 void tallyd_stop(tallyd_proc *p)
@@ -214,9 +215,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-http_resp http_request(const tallyd_proc *p, const char *method, const char *path,
-                       const char *key, const char *const *headers, const char *body,
-                       size_t body_len)
+http_resp http_request(const tallyd_proc *p, const char *method, const char *path, const char *key,
+                       const char *const *headers, const char *body, size_t body_len)
 {
     http_resp r = {0};
     CURL *curl = curl_easy_init();

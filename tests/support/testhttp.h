@@ -11,7 +11,7 @@
 typedef struct tallyd_proc {
     pid_t pid;
     int port;
-    char dir[256];      /* temporary directory: keys, log */
+    char dir[256]; /* temporary directory: keys, log */
     char conninfo[1024];
     char base[64];      /* "http://127.0.0.1:PORT" */
     char admin_key[64]; /* API key of an admin account made with the CLI */
@@ -41,9 +41,8 @@ char *tallyd_log(const tallyd_proc *p);
  * extra header lines ("Name: value", NULL-terminated), optional body (sent with
  * Content-Type: application/json unless a header overrides it).
  */
-http_resp http_request(const tallyd_proc *p, const char *method, const char *path,
-                       const char *key, const char *const *headers, const char *body,
-                       size_t body_len);
+http_resp http_request(const tallyd_proc *p, const char *method, const char *path, const char *key,
+                       const char *const *headers, const char *body, size_t body_len);
 /* http_header_value - value of a response header (static buffer), or NULL. */
 const char *http_header_value(const http_resp *r, const char *name);
 void http_resp_free(http_resp *r);

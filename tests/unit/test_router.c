@@ -5,15 +5,11 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
-static void h(void)
-{
-}
+static void h(void) {}
 
 static const route table[] = {
-    {HTTP_GET, "/v1/accounts", 1, h},
-    {HTTP_POST, "/v1/accounts", 1, h},
-    {HTTP_GET, "/v1/accounts/{id}", 1, h},
-    {HTTP_DELETE, "/v1/accounts/{id}/keys/{key_id}", 1, h},
+    {HTTP_GET, "/v1/accounts", 1, h},        {HTTP_POST, "/v1/accounts", 1, h},
+    {HTTP_GET, "/v1/accounts/{id}", 1, h},   {HTTP_DELETE, "/v1/accounts/{id}/keys/{key_id}", 1, h},
     {HTTP_GET, "/v1/resolve/{name*}", 1, h},
 };
 #define N (sizeof table / sizeof table[0])
@@ -31,9 +27,9 @@ Test(router, params_are_bound_and_decoded)
 {
     const route *r;
     route_params p;
-    cr_assert_eq(router_match(table, N, HTTP_DELETE, "/v1/accounts/acc_1/keys/key%5F2", &r, &p,
-                              NULL, 0),
-                 ROUTER_MATCH);
+    cr_assert_eq(
+        router_match(table, N, HTTP_DELETE, "/v1/accounts/acc_1/keys/key%5F2", &r, &p, NULL, 0),
+        ROUTER_MATCH);
     cr_assert_str_eq(router_param(&p, "id"), "acc_1");
     cr_assert_str_eq(router_param(&p, "key_id"), "key_2");
     cr_assert_null(router_param(&p, "nope"));

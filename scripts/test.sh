@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make test`: install what is missing, build twice (plain, and with
+# AddressSanitizer + UndefinedBehaviorSanitizer), start a throwaway PostgreSQL
+# cluster, and run every test (unit, integration, e2e) against both builds.
+# The cluster is removed on exit, whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc)
+
+bash scripts/deps.sh
+
+echo "== build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs" >/dev/null
+echo "== build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTALLY_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs" >/dev/null
+
+pgdir="$root/.tally/test-pg-$$"
+cleanup() { bash scripts/pg.sh destroy "$pgdir" >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+echo "== throwaway PostgreSQL cluster in $pgdir"
+bash scripts/pg.sh init "$pgdir" --fast
+bash scripts/pg.sh start "$pgdir"
+url=$(bash scripts/pg.sh url "$pgdir")
+export TALLY_TEST_PG="${url% dbname=*}"
+export TALLY_TEST_PG_SCRIPT="$root/scripts/pg.sh"
+
+echo "== tests (plain build)"
+TALLY_TEST_TALLYD="$root/build/bin/tallyd" \
+    ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== tests (ASan + UBSan build)"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
+TALLY_TEST_TALLYD="$root/build-asan/bin/tallyd" \
+    ctest --test-dir build-asan --output-on-failure -j"$jobs"
