@@ -58,7 +58,8 @@ int tallyd_cli(const tallyd_proc *p, char **out, const char *const *args)
 
     cr_assert(pipe(fds) == 0);
     pid = fork();
-    cr_assert(pid >= 0);
+    if (pid < 0)
+        cr_assert_fail("fork failed");
     if (pid == 0) {
         const char *argv[32];
         int n = 0;
@@ -150,7 +151,8 @@ void tallyd_start(tallyd_proc *p, const char *conninfo, const char *const *extra
     snprintf(p->base, sizeof p->base, "http://127.0.0.1:%d", p->port);
     snprintf(listen, sizeof listen, "127.0.0.1:%d", p->port);
     p->pid = fork();
-    cr_assert(p->pid >= 0);
+    if (p->pid < 0)
+        cr_assert_fail("fork failed");
     if (p->pid == 0) {
         int fd;
         snprintf(path, sizeof path, "%s/tallyd.log", p->dir);
