@@ -173,8 +173,10 @@ static uint32_t ring_idx(const est_entry *e, uint32_t k)
  * either reference is unknown. */
 static int64_t ring_median(const est_entry *e, int64_t ref, uint32_t window)
 {
-    int64_t v[EST_RING];
+    int64_t v[EST_RING] = {0};
     uint32_t m = ring_len(e) < window ? ring_len(e) : window;
+    if (m == 0)
+        return 0;
     for (uint32_t k = 0; k < m; k++) {
         uint32_t i = ring_idx(e, k);
         if (ref > 0 && e->ref_s[i] > 0) {
@@ -191,8 +193,10 @@ static int64_t ring_median(const est_entry *e, int64_t ref, uint32_t window)
 /* Upper quantile of the ring's residuals (nearest rank). */
 static int32_t ring_quantile(const est_entry *e, uint32_t q_ppm)
 {
-    int64_t v[EST_RING];
+    int64_t v[EST_RING] = {0};
     uint32_t m = ring_len(e);
+    if (m == 0)
+        return 0;
     for (uint32_t k = 0; k < m; k++)
         v[k] = e->resid_mnp[k];
     qsort(v, m, sizeof v[0], cmp_i64);

@@ -37,3 +37,9 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$root/tests/lsan.supp:print_suppressions=0"
 TALLY_TEST_TALLYD="$root/build-asan/bin/tallyd" \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+echo "== static checks (clang-format, cppcheck)"
+bash scripts/lint.sh
+
+echo "== fuzz smoke (libFuzzer, ${FUZZ_SECONDS:-5}s per harness)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-5} bash tests/fuzz/run.sh

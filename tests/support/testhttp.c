@@ -195,6 +195,18 @@ void tallyd_stop(tallyd_proc *p)
             waitpid(p->pid, &status, 0);
         }
         p->pid = 0;
+        /* A sanitizer report from the server fails the test that ran it. */
+        {
+            char *log = tallyd_log(p);
+            int clean = !strstr(log, "ERROR: AddressSanitizer") &&
+                        !strstr(log, "ERROR: LeakSanitizer") && !strstr(log, "runtime error:");
+            if (!clean)
+                fprintf(stderr, "---- tallyd log ----\n%s\n----\n", log);
+            free(log);
+            cr_assert(clean, "tallyd reported a sanitizer error (log above)");
+            cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                      "tallyd did not exit cleanly on SIGTERM (status %d)", status);
+        }
     }
     if (p->dir[0] && !getenv("TALLY_TEST_KEEP")) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", p->dir);
