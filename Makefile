@@ -15,7 +15,7 @@ stop:
 
 build:
 	@bash scripts/deps.sh
-	@cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build build -j$$(nproc)
 
 bench:

@@ -15,6 +15,11 @@ embed_one("${OPENAPI}" openapi_data chunk)
 string(APPEND src "${chunk}")
 string(APPEND src "const struct embedded_file tally_openapi = {\"openapi.yaml\", openapi_data, ${chunk_len}};\n\n")
 
+embed_one("${CATALOG}" catalog_data chunk)
+string(APPEND src "${chunk}")
+string(APPEND src "const struct embedded_file tally_catalog = {\"devices.json\", catalog_data, ${chunk_len}};\n\n")
+
+string(REPLACE "|" ";" MIGRATIONS "${MIGRATIONS}")
 list(SORT MIGRATIONS)
 set(table "")
 set(i 0)

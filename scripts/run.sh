@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 bash scripts/deps.sh
-echo "tally: building (Release)" >&2
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTALLY_BUILD_TESTS=OFF >/dev/null
-cmake --build build -j"$(nproc)" >/dev/null
+echo "tally: building" >&2
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)" --target tallyd >/dev/null
 
 echo "tally: starting the local PostgreSQL cluster in .tally/pg" >&2
 bash scripts/pg.sh start .tally/pg
@@ -25,6 +25,7 @@ export TALLY_KEY_HASH_SECRET="${TALLY_KEY_HASH_SECRET:-$root/.tally/keys/hash.se
 export TALLY_LISTEN="${TALLY_LISTEN:-127.0.0.1:8080}"
 
 build/bin/tallyd migrate
+build/bin/tallyd catalog import   # the shipped device catalog (a no-op when present)
 
 # Demo accounts: created on the first run only; their keys are shown this once.
 for acct in demo-admin:admin demo-tenant:tenant demo-provider:provider demo-finance:finance; do

@@ -11,10 +11,10 @@ jobs=$(nproc)
 bash scripts/deps.sh
 
 echo "== build (RelWithDebInfo)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"$jobs" >/dev/null
 echo "== build (ASan + UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTALLY_SANITIZE=ON >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTALLY_SANITIZE=ON -DTALLY_BUILD_TESTS=ON >/dev/null
 cmake --build build-asan -j"$jobs" >/dev/null
 
 pgdir="$root/.tally/test-pg-$$"

@@ -21,4 +21,18 @@ void h_keys_create(http_ctx *c);
 void h_keys_list(http_ctx *c);
 void h_keys_revoke(http_ctx *c);
 
+/* handlers_devices.c */
+void h_devices_list(http_ctx *c);
+void h_devices_get(http_ctx *c);
+void h_devices_create(http_ctx *c);
+void h_catalog_versions_list(http_ctx *c);
+void h_catalog_versions_create(http_ctx *c);
+
+/* handlers_metering.c */
+void h_normalize(http_ctx *c);
+void h_estimates(http_ctx *c);
+void h_observations_create(http_ctx *c);
+void h_calibrations_create(http_ctx *c);
+void h_efficiency_get(http_ctx *c);
+
 #endif

@@ -9,6 +9,7 @@
 #include "http.h"
 #include "keyfile.h"
 #include "log.h"
+#include "metering_store.h"
 #include "migrate.h"
 #include "server.h"
 
@@ -33,6 +34,7 @@ static const char usage[] =
     "  admin create-account --name NAME --role tenant|provider|finance|admin [--once]\n"
     "                                create an account; print its id and a new API key\n"
     "                                (--once: do nothing if NAME already exists with ROLE)\n"
+    "  catalog import [--file PATH]  import a device catalog version (default: the shipped one)\n"
     "  version                       print the version\n"
     "  help                          print this help\n"
     "\n"
@@ -251,6 +253,84 @@ static int cmd_admin(tally_config *cfg, int argc, char **argv, const int *rest, 
     return rc;
 }
 
+static int cmd_catalog(tally_config *cfg, int argc, char **argv, const int *rest, int nrest)
+{
+    static const char *const allowed[] = {"--file", NULL};
+    char err[1024], version[72];
+    const char *file;
+    char *text = NULL;
+    size_t len = 0;
+    int bad = 0, rc;
+    db_conn *db;
+
+    if (nrest < 2 || strcmp(argv[rest[1]], "import") != 0)
+        return usage_error("%s", "catalog needs a subcommand: import");
+    if ((rc = opts_only(argv, rest, nrest, 2, allowed)) != 0)
+        return rc;
+    file = opt_value(argc, argv, rest, nrest, "--file", &bad);
+    if (bad)
+        return usage_error("%s", "--file needs a PATH");
+    if (config_check(cfg, CFG_NEED_DB, err, sizeof err) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (file) {
+        FILE *f = fopen(file, "re");
+        FILE *m = open_memstream(&text, &len);
+        int ch;
+        if (!f) {
+            fprintf(stderr, "tallyd: cannot read %s\n", file);
+            fclose(m);
+            free(text);
+            return 1;
+        }
+        while ((ch = fgetc(f)) != EOF)
+            fputc(ch, m);
+        fclose(f);
+        fclose(m);
+    }
+    if (!(db = cli_connect(cfg))) {
+        free(text);
+        return 1;
+    }
+    rc = db_command(db, "BEGIN", 0, NULL);
+    if (rc == DB_OK)
+        rc = metering_import_catalog(db, file ? text : tally_catalog.data,
+                                     file ? len : tally_catalog.len, "cli", version, sizeof version,
+                                     err, sizeof err);
+    if (rc == 0 || rc == 1) {
+        if (db_command(db, "COMMIT", 0, NULL) != DB_OK)
+            rc = DB_FAILED;
+    }
+    free(text);
+    if (rc == 1 || rc == 0) {
+        fprintf(stderr, "tallyd: device catalog %s %s\n", version,
+                rc == 1 ? "imported" : "already present (unchanged)");
+        db_close(db);
+        return 0;
+    }
+    if (rc == 2 || rc == 3)
+        fprintf(stderr, "tallyd: %s\n", err);
+    else
+        fprintf(stderr, "tallyd: catalog import failed: %s\n", db_last_message(db));
+    db_close(db);
+    return 1;
+}
+
+/* Load the catalog cache before serving; a database that is down now is retried later. */
+static void serve_preload(struct tally_server *srv)
+{
+    char err[512];
+    db_conn *db = db_connect(srv->cfg.database_url, err, sizeof err);
+
+    if (!db) {
+        log_warn("server", "database not reachable at start-up (%s); will retry", err);
+        return;
+    }
+    mcache_refresh(db, srv->metering);
+    db_close(db);
+}
+
 static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
 {
     static const char *const allowed[] = {NULL};
@@ -280,13 +360,15 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     srv.nroutes = tally_routes_count;
     if (evthread_use_pthreads() != 0 ||
         !(srv.metrics = metrics_new(tally_routes, tally_routes_count)) ||
-        !(srv.auth = auth_cache_new(cfg->auth_cache_ms, 4096)) ||
+        !(srv.auth = auth_cache_new(cfg->auth_cache_ms, 4096)) || !(srv.metering = mcache_new()) ||
         !(srv.pool = db_pool_start(cfg->database_url, cfg->db_pool_size, cfg->db_timeout_ms))) {
         fprintf(stderr, "tallyd: cannot initialise (out of memory or threads)\n");
         return 1;
     }
+    serve_preload(&srv);
     rc = server_run(&srv);
     db_pool_stop(srv.pool);
+    mcache_free(srv.metering);
     auth_cache_free(srv.auth);
     metrics_free(srv.metrics);
     sodium_memzero(srv.key_hash_secret, sizeof srv.key_hash_secret);
@@ -337,6 +419,8 @@ int main(int argc, char **argv)
         rc = cmd_migrate(&cfg, argv, rest, nrest);
     else if (!strcmp(cmd, "keygen"))
         rc = cmd_keygen(&cfg, argc, argv, rest, nrest);
+    else if (!strcmp(cmd, "catalog"))
+        rc = cmd_catalog(&cfg, argc, argv, rest, nrest);
     else if (!strcmp(cmd, "admin"))
         rc = cmd_admin(&cfg, argc, argv, rest, nrest);
     else

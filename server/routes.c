@@ -23,6 +23,17 @@ const route tally_routes[] = {
     R(HTTP_POST, "/v1/accounts/{id}/keys", ROLE_ANY, h_keys_create),
     R(HTTP_GET, "/v1/accounts/{id}/keys", ROLE_ANY, h_keys_list),
     R(HTTP_DELETE, "/v1/accounts/{id}/keys/{key_id}", ROLE_ANY, h_keys_revoke),
+
+    R(HTTP_GET, "/v1/devices", ROLE_ANY, h_devices_list),
+    R(HTTP_POST, "/v1/devices", ROLE_ADMIN, h_devices_create),
+    R(HTTP_GET, "/v1/devices/{id}", ROLE_ANY, h_devices_get),
+    R(HTTP_GET, "/v1/catalog/versions", ROLE_ANY, h_catalog_versions_list),
+    R(HTTP_POST, "/v1/catalog/versions", ROLE_ADMIN, h_catalog_versions_create),
+    R(HTTP_POST, "/v1/normalize", ROLE_ANY, h_normalize),
+    R(HTTP_POST, "/v1/estimates", ROLE_ANY, h_estimates),
+    R(HTTP_POST, "/v1/metering/observations", ROLE_ADMIN | ROLE_PROVIDER, h_observations_create),
+    R(HTTP_POST, "/v1/metering/calibrations", ROLE_ADMIN, h_calibrations_create),
+    R(HTTP_GET, "/v1/metering/efficiency", ROLE_ANY, h_efficiency_get),
 };
 
 const size_t tally_routes_count = sizeof tally_routes / sizeof tally_routes[0];

@@ -7,6 +7,7 @@
  * SIGINT/SIGTERM, stops accepting, lets in-flight requests finish (up to 10 s)
  * and then stops the loops.
  */
+#include "janitor.h"
 #include "log.h"
 #include "server.h"
 
@@ -181,6 +182,7 @@ int server_run(struct tally_server *srv)
     struct worker *ws = calloc((size_t)n, sizeof *ws);
     struct shutdown_state st = {.srv = srv, .workers = ws, .nworkers = n};
     struct event *sigint = NULL, *sigterm = NULL;
+    janitor *jan = NULL;
 
     if (!ws)
         return 1;
@@ -203,6 +205,7 @@ int server_run(struct tally_server *srv)
     sigterm = evsignal_new(st.main_base, SIGTERM, on_signal, &st);
     evsignal_add(sigint, NULL);
     evsignal_add(sigterm, NULL);
+    jan = janitor_start(srv, st.main_base, 1000);
     for (; started < n; started++)
         if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]) != 0)
             break;
@@ -220,7 +223,12 @@ int server_run(struct tally_server *srv)
     /* Finish queued database work while the loops' bases still exist. */
     db_pool_stop(srv->pool);
     srv->pool = NULL;
+    /* Deliver the completions of work that finished during the drain. */
+    event_base_loop(st.main_base, EVLOOP_NONBLOCK);
+    for (int i = 0; i < started; i++)
+        event_base_loop(ws[i].base, EVLOOP_NONBLOCK);
 out:
+    janitor_stop(jan);
     if (sigint)
         event_free(sigint);
     if (sigterm)

@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "metering_store.h"
 #include "metrics.h"
 #include "router.h"
 
@@ -20,6 +21,7 @@ struct tally_server {
     db_pool *pool;
     metrics *metrics;
     auth_cache *auth;
+    metering_cache *metering;
     unsigned char key_hash_secret[APIKEY_SECRET_LEN];
     const route *routes;
     size_t nroutes;

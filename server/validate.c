@@ -5,6 +5,7 @@
 #include "validate.h"
 #include "ids.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,4 +119,50 @@ int val_path_id(http_ctx *c, const char *name, const char *prefix, const char **
     }
     *out = s;
     return 0;
+}
+
+int val_int(http_ctx *c, json_t *body, const char *field, int required, long long min,
+            long long max, long long def, long long *out)
+{
+    json_t *v = body ? json_object_get(body, field) : NULL;
+    json_int_t n;
+
+    *out = def;
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' is required", field);
+        return -1;
+    }
+    if (!json_is_integer(v)) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be an integer%s", field,
+                            json_is_real(v) ? " (no fractions or exponents)" : "");
+        return -1;
+    }
+    n = json_integer_value(v);
+    if (n < min || n > max) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be between %lld and %lld", field,
+                            min, max);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+int val_require_one(http_ctx *c, json_t *body, const char *const *fields)
+{
+    int present = 0;
+    char list[256] = "";
+
+    for (const char *const *f = fields; *f; f++) {
+        json_t *v = body ? json_object_get(body, *f) : NULL;
+        if (v && !json_is_null(v))
+            present++;
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'",
+                 f == fields ? "" : (f[1] ? ", " : " or "), *f);
+    }
+    if (present == 1)
+        return 0;
+    http_reply_problemf(c, PROB_VALIDATION, fields[0], "give exactly one of %s", list);
+    return -1;
 }

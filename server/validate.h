@@ -20,6 +20,14 @@ int val_known_fields(http_ctx *c, json_t *body, const char *const *allowed);
  */
 int val_string(http_ctx *c, json_t *body, const char *field, int required, size_t maxlen,
                const char **out);
+/*
+ * val_int - body[field] as an integer in [min, max] (JSON reals and strings are
+ * refused: quantities are integers). Missing and !required: *out = def and 0.
+ */
+int val_int(http_ctx *c, json_t *body, const char *field, int required, long long min,
+            long long max, long long def, long long *out);
+/* val_require_one - exactly one of the listed fields is present (422 otherwise). */
+int val_require_one(http_ctx *c, json_t *body, const char *const *fields);
 /* val_query_limit - ?limit= as 1..max (default def). */
 int val_query_limit(http_ctx *c, int def, int max, int *out);
 /* val_query_id - ?name= as an id with prefix, or NULL when absent. */

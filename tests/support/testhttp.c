@@ -146,6 +146,10 @@ void tallyd_start(tallyd_proc *p, const char *conninfo, const char *const *extra
         cr_assert_eq(tallyd_cli(p, NULL, hs), 0, "keygen --hash-secret failed");
     }
     cr_assert_eq(tallyd_cli(p, NULL, migrate), 0, "migrate failed");
+    {
+        const char *imp[] = {"catalog", "import", NULL};
+        cr_assert_eq(tallyd_cli(p, NULL, imp), 0, "catalog import failed");
+    }
     make_admin(p);
     p->port = free_port();
     snprintf(p->base, sizeof p->base, "http://127.0.0.1:%d", p->port);

@@ -1,0 +1,68 @@
+/*
+ * janitor.c - the maintenance timer.
+ * Invariant: at most one refresh is in flight at a time, so a slow database
+ * never accumulates a backlog of maintenance jobs.
+ */
+#include "janitor.h"
+#include "metering_store.h"
+#include "server.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+
+struct janitor {
+    struct tally_server *srv;
+    struct event_base *base;
+    struct event *timer;
+    int busy;
+};
+
+static int refresh_work(db_conn *db, void *arg)
+{
+    struct janitor *j = arg;
+    return mcache_refresh(db, j->srv->metering);
+}
+
+static void refresh_done(int status, void *arg)
+{
+    struct janitor *j = arg;
+    (void)status; /* an unreachable database is retried on the next tick */
+    j->busy = 0;
+}
+
+static void tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct janitor *j = arg;
+
+    if (j->busy || !j->srv->pool)
+        return;
+    j->busy = 1;
+    if (db_pool_submit(j->srv->pool, j->base, refresh_work, refresh_done, j) != 0)
+        j->busy = 0;
+}
+
+janitor *janitor_start(struct tally_server *srv, struct event_base *base, int interval_ms)
+{
+    janitor *j = calloc(1, sizeof *j);
+    struct timeval tv = {interval_ms / 1000, (interval_ms % 1000) * 1000};
+
+    if (!j)
+        return NULL;
+    j->srv = srv;
+    j->base = base;
+    j->timer = event_new(base, -1, EV_PERSIST, tick, j);
+    if (!j->timer || event_add(j->timer, &tv) != 0) {
+        janitor_stop(j);
+        return NULL;
+    }
+    return j;
+}
+
+void janitor_stop(janitor *j)
+{
+    if (!j)
+        return;
+    if (j->timer)
+        event_free(j->timer);
+    free(j);
+}
