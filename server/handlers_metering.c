@@ -203,8 +203,10 @@ static int prior_seconds(http_ctx *c, const workload_req *w, long long work, str
         http_reply_problemf(c, PROB_VALIDATION, "device", "unknown device '%s'", w->device);
         return -1;
     }
-    if (work > 0 &&
-        cu_duration(cat, eff, w->device, w->count, &w->profile, work, &ms, &rate, &err) != CU_OK) {
+    /* Checked even without work: a profile the device cannot run is an error either way. */
+    if ((work > 0
+             ? cu_duration(cat, eff, w->device, w->count, &w->profile, work, &ms, &rate, &err)
+             : cu_rate_for(cat, eff, w->device, w->count, &w->profile, &rate, &err)) != CU_OK) {
         mcache_read_unlock(http_server(c)->metering);
         mreq_reply_cu_error(c, &err, "work_mcu");
         return -1;
