@@ -35,4 +35,7 @@ void h_observations_create(http_ctx *c);
 void h_calibrations_create(http_ctx *c);
 void h_efficiency_get(http_ctx *c);
 
+#include "handlers_ledger.h"
+#include "handlers_pricing.h"
+
 #endif

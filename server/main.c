@@ -335,7 +335,7 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
 {
     static const char *const allowed[] = {NULL};
     struct tally_server srv;
-    signing_key sk;
+    signing_key *sk;
     char err[1024];
     int rc;
 
@@ -347,12 +347,19 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
         return EXIT_USAGE;
     }
     memset(&srv, 0, sizeof srv);
-    if (keyfile_load_signing(cfg->signing_key_path, &sk, err, sizeof err) != 0 ||
+    sk = sodium_malloc(sizeof *sk);
+    if (!sk) {
+        fprintf(stderr, "tallyd: cannot allocate locked memory for the signing key\n");
+        return 1;
+    }
+    if (keyfile_load_signing(cfg->signing_key_path, sk, err, sizeof err) != 0 ||
         keyfile_load_secret(cfg->key_hash_secret_path, srv.key_hash_secret, err, sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
+        sodium_free(sk);
         return EXIT_USAGE;
     }
-    sodium_memzero(&sk, sizeof sk); /* checked now; the ledger will keep it (mlocked) */
+    sodium_mprotect_readonly(sk); /* guarded, locked pages; freed (and wiped) at exit */
+    srv.signing = sk;
     if (cfg->db_pool_size == 0)
         cfg->db_pool_size = cfg->threads * 2 < 4 ? 4 : cfg->threads * 2;
     srv.cfg = *cfg;
@@ -369,6 +376,7 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     rc = server_run(&srv);
     db_pool_stop(srv.pool);
     mcache_free(srv.metering);
+    sodium_free(sk);
     auth_cache_free(srv.auth);
     metrics_free(srv.metrics);
     sodium_memzero(srv.key_hash_secret, sizeof srv.key_hash_secret);

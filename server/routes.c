@@ -34,6 +34,10 @@ const route tally_routes[] = {
     R(HTTP_POST, "/v1/metering/observations", ROLE_ADMIN | ROLE_PROVIDER, h_observations_create),
     R(HTTP_POST, "/v1/metering/calibrations", ROLE_ADMIN, h_calibrations_create),
     R(HTTP_GET, "/v1/metering/efficiency", ROLE_ANY, h_efficiency_get),
+
+/* Each further module keeps its rows in its own fragment of this table. */
+#include "routes_pricing.inc"
+#include "routes_ledger.inc"
 };
 
 const size_t tally_routes_count = sizeof tally_routes / sizeof tally_routes[0];

@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "config.h"
 #include "db.h"
+#include "keyfile.h"
 #include "metering_store.h"
 #include "metrics.h"
 #include "router.h"
@@ -23,6 +24,7 @@ struct tally_server {
     auth_cache *auth;
     metering_cache *metering;
     unsigned char key_hash_secret[APIKEY_SECRET_LEN];
+    const signing_key *signing; /* the service's Ed25519 key (sodium_malloc'd, read-only) */
     const route *routes;
     size_t nroutes;
     int inflight; /* requests accepted and not yet answered (atomic) */
