@@ -224,6 +224,11 @@ void http_reply_problem(http_ctx *c, problem_type t, const char *detail, const c
                      "application/problem+json");
 }
 
+void http_reply_problem_body(http_ctx *c, int status, json_t *body)
+{
+    reply_json_typed(c, status, body, "application/problem+json");
+}
+
 void http_reply_problemf(http_ctx *c, problem_type t, const char *field, const char *fmt, ...)
 {
     char detail[512];

@@ -60,6 +60,8 @@ void http_reply_problem(http_ctx *c, problem_type t, const char *detail, const c
 /* A problem whose detail is formatted like printf. */
 void http_reply_problemf(http_ctx *c, problem_type t, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* A problem+json body built elsewhere (stolen), with its status. */
+void http_reply_problem_body(http_ctx *c, int status, json_t *body);
 void http_reply_raw(http_ctx *c, int status, const char *content_type, const void *data,
                     size_t len);
 /* http_set_header - add a response header before replying. */

@@ -1,0 +1,249 @@
+/*
+ * pricing_store.c - policy versions, their parsed cache, period state, utilisation.
+ * Invariant: a cached entry always holds exactly the version its key names.
+ */
+#include "pricing_store.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PSTORE_CACHE_MAX 128
+
+struct pstore_ref {
+    char key[64];
+    pricing_policy *policy;
+    int refs;    /* users + 1 while cached */
+    int evicted; /* no longer in the table */
+    struct pstore_ref *next;
+};
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static struct pstore_ref *head;
+static int cached;
+
+static void ref_drop_locked(struct pstore_ref *r)
+{
+    if (--r->refs == 0) {
+        pricing_policy_free(r->policy);
+        free(r);
+    }
+}
+
+/* Evict everything (entries in use survive until released). */
+static void evict_all_locked(void)
+{
+    while (head) {
+        struct pstore_ref *n = head->next;
+        head->evicted = 1;
+        ref_drop_locked(head);
+        head = n;
+    }
+    cached = 0;
+}
+
+static struct pstore_ref *cache_get(const char *key, const char *canonical)
+{
+    struct pstore_ref *r;
+    pricing_error err;
+    pricing_policy *p;
+
+    pthread_mutex_lock(&mu);
+    for (r = head; r; r = r->next)
+        if (!strcmp(r->key, key)) {
+            r->refs++;
+            pthread_mutex_unlock(&mu);
+            return r;
+        }
+    pthread_mutex_unlock(&mu);
+    p = pricing_policy_parse(canonical, strlen(canonical), &err);
+    if (!p)
+        return NULL;
+    r = calloc(1, sizeof *r);
+    if (!r) {
+        pricing_policy_free(p);
+        return NULL;
+    }
+    snprintf(r->key, sizeof r->key, "%s", key);
+    r->policy = p;
+    r->refs = 2; /* the cache and the caller */
+    pthread_mutex_lock(&mu);
+    if (cached >= PSTORE_CACHE_MAX)
+        evict_all_locked();
+    r->next = head;
+    head = r;
+    cached++;
+    pthread_mutex_unlock(&mu);
+    return r;
+}
+
+void pstore_release(pstore_version *v)
+{
+    if (!v || !v->ref)
+        return;
+    pthread_mutex_lock(&mu);
+    ref_drop_locked(v->ref);
+    pthread_mutex_unlock(&mu);
+    v->ref = NULL;
+    v->policy = NULL;
+}
+
+void pstore_cache_free(void)
+{
+    pthread_mutex_lock(&mu);
+    evict_all_locked();
+    pthread_mutex_unlock(&mu);
+}
+
+static const char sql_version[] =
+    "SELECT v.policy_id, v.version, p.scope, p.owner_id, v.sha256, v.canonical "
+    "FROM pricing_policy_versions v JOIN pricing_policies p ON p.id = v.policy_id "
+    "WHERE v.policy_id = $1 AND v.version = COALESCE(NULLIF($2, '0')::integer, "
+    "(SELECT max(version) FROM pricing_policy_versions WHERE policy_id = $1))";
+static const char sql_platform[] =
+    "SELECT v.policy_id, v.version, p.scope, p.owner_id, v.sha256, v.canonical "
+    "FROM pricing_policy_versions v JOIN pricing_policies p ON p.id = v.policy_id "
+    "WHERE p.scope = 'platform' ORDER BY p.id DESC, v.version DESC LIMIT 1";
+
+static int fill(PGresult *r, pstore_version *out)
+{
+    char key[64];
+
+    if (PQntuples(r) != 1)
+        return 0;
+    snprintf(out->policy_id, sizeof out->policy_id, "%s", PQgetvalue(r, 0, 0));
+    out->version = atoi(PQgetvalue(r, 0, 1));
+    snprintf(out->scope, sizeof out->scope, "%s", PQgetvalue(r, 0, 2));
+    snprintf(out->owner_id, sizeof out->owner_id, "%s", PQgetvalue(r, 0, 3));
+    snprintf(out->sha256, sizeof out->sha256, "%s", PQgetvalue(r, 0, 4));
+    snprintf(key, sizeof key, "%s/%d", out->policy_id, out->version);
+    out->ref = cache_get(key, PQgetvalue(r, 0, 5));
+    out->policy = out->ref ? out->ref->policy : NULL;
+    return out->ref ? 1 : DB_FAILED;
+}
+
+int pstore_load(db_conn *db, const char *policy_id, int version, pstore_version *out)
+{
+    char v[16];
+    const char *p[] = {policy_id, v};
+    PGresult *r;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    snprintf(v, sizeof v, "%d", version);
+    r = db_exec(db, sql_version, 2, p);
+    if (!r)
+        return db_last_status(db);
+    rc = fill(r, out);
+    PQclear(r);
+    return rc;
+}
+
+int pstore_load_platform(db_conn *db, pstore_version *out)
+{
+    PGresult *r = db_exec(db, sql_platform, 0, NULL);
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (!r)
+        return db_last_status(db);
+    rc = fill(r, out);
+    PQclear(r);
+    return rc;
+}
+
+static const char sql_state[] =
+    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
+    "policy_version = $3 AND period = $4";
+static const char sql_util[] =
+    "SELECT utilisation_ppm FROM capacity_utilisation WHERE device_id = $1 AND region IN ($2, '') "
+    "ORDER BY region DESC LIMIT 1";
+
+int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, int version,
+                      const char *period, pricing_state *out)
+{
+    char v[16];
+    const char *p[] = {tenant, policy_id, v, period};
+    PGresult *r;
+    json_t *j;
+    int rc = DB_OK;
+
+    memset(out, 0, sizeof *out);
+    snprintf(v, sizeof v, "%d", version);
+    r = db_exec(db, sql_state, 4, p);
+    if (!r)
+        return db_last_status(db);
+    if (PQntuples(r) == 1) {
+        j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+        if (!j || pstore_state_from_json(j, out) != 0)
+            rc = DB_FAILED;
+        json_decref(j);
+    }
+    PQclear(r);
+    return rc;
+}
+
+int pstore_utilisation(db_conn *db, const char *device, const char *region, long long *ppm)
+{
+    const char *p[] = {device, region ? region : ""};
+    PGresult *r = db_exec(db, sql_util, 2, p);
+
+    *ppm = -1;
+    if (!r)
+        return db_last_status(db);
+    if (PQntuples(r) == 1)
+        *ppm = atoll(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return DB_OK;
+}
+
+static json_t *int_array(const int64_t *v, size_t n)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_integer(v[i]));
+    return a;
+}
+
+json_t *pstore_state_to_json(const pricing_state *s)
+{
+    return json_pack("{s:o, s:o, s:o, s:I, s:I, s:I}", "quantity",
+                     int_array(s->quantity, PRICING_UNIT_COUNT), "window_base",
+                     int_array(s->window_base, PRICING_MAX_WINDOWS), "region_base",
+                     int_array(s->region_base, PRICING_MAX_REGIONS), "discount_base",
+                     (json_int_t)s->discount_base, "fee_base", (json_int_t)s->fee_base, "charged",
+                     (json_int_t)s->charged);
+}
+
+static int read_array(const json_t *j, const char *name, int64_t *v, size_t n)
+{
+    const json_t *a = json_object_get(j, name);
+
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_array_get(a, i);
+        if (!json_is_integer(x))
+            return -1;
+        v[i] = json_integer_value(x);
+    }
+    return 0;
+}
+
+int pstore_state_from_json(const json_t *j, pricing_state *out)
+{
+    memset(out, 0, sizeof *out);
+    if (read_array(j, "quantity", out->quantity, PRICING_UNIT_COUNT) ||
+        read_array(j, "window_base", out->window_base, PRICING_MAX_WINDOWS) ||
+        read_array(j, "region_base", out->region_base, PRICING_MAX_REGIONS) ||
+        !json_is_integer(json_object_get(j, "discount_base")) ||
+        !json_is_integer(json_object_get(j, "fee_base")) ||
+        !json_is_integer(json_object_get(j, "charged")))
+        return -1;
+    out->discount_base = json_integer_value(json_object_get(j, "discount_base"));
+    out->fee_base = json_integer_value(json_object_get(j, "fee_base"));
+    out->charged = json_integer_value(json_object_get(j, "charged"));
+    return 0;
+}

@@ -1,0 +1,50 @@
+/*
+ * pricing_store.h - pricing policies and period state in PostgreSQL, with a
+ * cache of parsed policy versions.
+ *
+ * Policy versions are immutable, so a parsed version can be cached forever
+ * without ever being stale; the cache is bounded and reference-counted so an
+ * evicted entry is freed only when its last user releases it.
+ */
+#ifndef TALLY_PRICING_STORE_H
+#define TALLY_PRICING_STORE_H
+
+#include "db.h"
+#include "policy.h"
+#include "rate.h"
+
+#include <jansson.h>
+
+typedef struct pstore_ref pstore_ref;
+
+/* A loaded policy version. */
+typedef struct pstore_version {
+    char policy_id[48];
+    int version;
+    char scope[16];
+    char owner_id[48];
+    char sha256[65];
+    const pricing_policy *policy; /* valid while the ref is held */
+    pstore_ref *ref;
+} pstore_version;
+
+/*
+ * pstore_load - (database thread) policy_id at version (0 = latest). Returns 1
+ * found, 0 not found, < 0 a db_status. Release with pstore_release.
+ */
+int pstore_load(db_conn *db, const char *policy_id, int version, pstore_version *out);
+/* pstore_load_platform - the latest version of the newest platform policy; 0 if none. */
+int pstore_load_platform(db_conn *db, pstore_version *out);
+void pstore_release(pstore_version *v);
+void pstore_cache_free(void);
+
+/* Period state (all zero when absent) and live utilisation (-1 when unknown). */
+int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, int version,
+                      const char *period, pricing_state *out);
+int pstore_utilisation(db_conn *db, const char *device, const char *region, long long *ppm);
+
+/* JSON for pricing_state (integers only) and back. */
+json_t *pstore_state_to_json(const pricing_state *s);
+int pstore_state_from_json(const json_t *j, pricing_state *out);
+
+#endif

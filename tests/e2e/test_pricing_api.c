@@ -1,0 +1,357 @@
+/*
+ * End-to-end: pricing policies, versions, utilisation and signed quotes.
+ *
+ * Hand-checked quote (catalog 2026-11-25.1, efficiency v1):
+ *   8 x H100 SXM, llm-train, one hour = 11 397 888 mCU (see test_metering_api.c);
+ *   device time 8 x 3 600 000 ms = 28 800 000 device-ms = 8 device-hours.
+ *   Policy: base 0.002 per CU and 0.50 per device-hour; free allowance 100 CU.
+ *   CU line: (11 397 888 - 100 000) mCU x 0.002 / 1000 = 22.595776
+ *   device-hour line: 8 x 0.50 = 4.000000
+ *   Tuesday 2026-12-01 10:00 UTC is 11:00 in Berlin, inside the 09:00-18:00 peak
+ *   window at x1.5: +0.5 x (22.595776 + 4.000000) = 13.297888
+ *   total = 22.595776 + 4 + 13.297888 = 39.893664
+ *   platform fee 5 % paid by the provider: 1.994683(2) -> 1.994683 (half-even),
+ *   provider net = 39.893664 - 1.994683 = 37.898981
+ */
+#include "testdb.h"
+#include "testhttp.h"
+
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char ci[1024];
+static tallyd_proc srv;
+static json_t *prov, *prov2, *ten, *ten2;
+
+static json_t *account(const char *name, const char *role)
+{
+    char body[128];
+    http_resp r;
+    json_t *out;
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
+    r = http_request(&srv, "POST", "/v1/accounts", srv.admin_key, NULL, body, strlen(body));
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    out = json_incref(r.json);
+    http_resp_free(&r);
+    return out;
+}
+
+static const char *key(json_t *a)
+{
+    return json_string_value(json_object_get(a, "api_key"));
+}
+
+static const char *sv(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    testdb_create(ci, sizeof ci);
+    tallyd_start(&srv, ci, NULL);
+    prov = account("gpu-provider", "provider");
+    prov2 = account("other-provider", "provider");
+    ten = account("tenant-a", "tenant");
+    ten2 = account("tenant-b", "tenant");
+}
+
+static void teardown(void)
+{
+    json_decref(prov);
+    json_decref(prov2);
+    json_decref(ten);
+    json_decref(ten2);
+    tallyd_stop(&srv);
+    testdb_drop(ci);
+}
+
+TestSuite(pricing_api, .init = setup, .fini = teardown, .timeout = 90);
+
+static http_resp post(const char *path, const char *k, const char *body)
+{
+    return http_request(&srv, "POST", path, k, NULL, body, strlen(body));
+}
+
+static const char policy_body[] =
+    "{\"name\":\"H100 on "
+    "demand\",\"document\":{\"currency\":\"USD\",\"timezone\":\"Europe/Berlin\","
+    "\"rules\":[{\"id\":\"gpu-base\",\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},"
+    "\"per_cu\":\"0.002\",\"per_device_hour\":\"0.50\"},"
+    "{\"id\":\"tod\",\"kind\":\"time_window\",\"windows\":[{\"name\":\"peak\",\"days\":[\"mon\","
+    "\"tue\",\"wed\",\"thu\",\"fri\"],\"start\":\"09:00\",\"end\":\"18:00\",\"multiplier_ppm\":"
+    "1500000}]},{\"id\":\"free\",\"kind\":\"allowance\",\"unit\":\"cu\",\"quantity\":100000},"
+    "{\"id\":\"vip\",\"kind\":\"contract\",\"tenant\":\"%s\",\"discount_ppm\":100000}]}}";
+
+/* Create the provider policy (with a contract for tenant-b) and the platform fee policy. */
+static char *make_policies(void)
+{
+    char body[2048];
+    static char id[48];
+    http_resp r;
+    snprintf(body, sizeof body, policy_body, sv(ten2, "id"));
+    r = post("/v1/pricing/policies", key(prov), body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(id, sizeof id, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    r = post("/v1/pricing/policies", srv.admin_key,
+             "{\"name\":\"platform\",\"document\":{\"currency\":\"USD\",\"scope\":\"platform\","
+             "\"rules\":[{\"id\":\"take\",\"kind\":\"platform_fee\",\"take_ppm\":50000,"
+             "\"payer\":\"provider\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+    return id;
+}
+
+static http_resp quote(const char *k, const char *policy, const char *extra)
+{
+    char body[1024];
+    snprintf(body, sizeof body,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
+             "\"llm-train\",\"wall_ms\":3600000,\"start\":\"2026-12-01T10:00:00Z\"%s}",
+             policy, extra ? extra : "");
+    return post("/v1/quotes", k, body);
+}
+
+Test(pricing_api, quote_is_hand_checked_and_signed)
+{
+    char *pol = make_policies();
+    http_resp r = quote(key(ten), pol, NULL);
+    json_t *doc, *sig;
+    char *canon, pk_hex[65], path[600];
+    unsigned char pk[32], sigb[64];
+    json_t *keyfile;
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "total"), "39.893664", "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "total_micros")), 39893664);
+    cr_assert_str_eq(sv(r.json, "provider_net"), "37.898981");
+    cr_assert_str_eq(sv(json_object_get(r.json, "provider_fee"), "amount"), "1.994683");
+    {
+        long long sum = 0;
+        size_t i;
+        json_t *l;
+        json_array_foreach(json_object_get(r.json, "lines"), i, l) sum +=
+            json_integer_value(json_object_get(l, "amount_micros"));
+        cr_assert_eq(sum, 39893664, "lines sum to the total");
+    }
+    /* verify the signature with the service's public key */
+    doc = json_deep_copy(r.json);
+    sig = json_incref(json_object_get(doc, "signature"));
+    json_object_del(doc, "signature");
+    canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(path, sizeof path, "%s/signing.key", srv.dir);
+    keyfile = json_load_file(path, 0, NULL);
+    snprintf(pk_hex, sizeof pk_hex, "%s", sv(keyfile, "public_key"));
+    cr_assert_eq(sodium_hex2bin(pk, 32, pk_hex, 64, NULL, NULL, NULL), 0);
+    cr_assert_eq(sodium_hex2bin(sigb, 64, sv(sig, "value"), 128, NULL, NULL, NULL), 0);
+    {
+        size_t n = strlen(canon) + 15;
+        unsigned char *msg = malloc(n);
+        memcpy(msg, "tally-quote-v1\n", 15);
+        memcpy(msg + 15, canon, strlen(canon));
+        cr_assert_eq(crypto_sign_verify_detached(sigb, msg, n, pk), 0, "signature verifies");
+        msg[20] ^= 1;
+        cr_assert_neq(crypto_sign_verify_detached(sigb, msg, n, pk), 0, "tampering is detected");
+        free(msg);
+    }
+    free(canon);
+    json_decref(keyfile);
+    json_decref(sig);
+    /* read back: own tenant yes, another tenant no */
+    snprintf(path, sizeof path, "/v1/quotes/%s", sv(doc, "id"));
+    http_resp_free(&r);
+    r = http_request(&srv, "GET", path, key(ten), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert(json_is_false(json_object_get(r.json, "expired")));
+    cr_assert_str_eq(sv(r.json, "total"), "39.893664");
+    http_resp_free(&r);
+    r = http_request(&srv, "GET", path, key(ten2), NULL, NULL, 0);
+    cr_assert_eq(r.status, 404);
+    http_resp_free(&r);
+    json_decref(doc);
+    cr_assert_null(testdb_exec(ci, "UPDATE quotes SET total_micros = 1"), "quotes are immutable");
+}
+
+Test(pricing_api, contract_discount_applies_to_its_tenant_only)
+{
+    char *pol = make_policies();
+    http_resp r = quote(key(ten2), pol, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    /* 10 % off 39.893664 = 3.9893664 -> discount line -3.989366 (half-even) */
+    cr_assert_str_eq(sv(r.json, "total"), "35.904298", "%s", r.body);
+    http_resp_free(&r);
+}
+
+Test(pricing_api, tenants_never_see_other_tenants_contracts)
+{
+    char *pol = make_policies(), path[128];
+    http_resp r;
+    snprintf(path, sizeof path, "/v1/pricing/policies/%s", pol);
+    r = http_request(&srv, "GET", path, key(ten), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_null(strstr(r.body, sv(ten2, "id")), "contract of tenant-b leaked: %s", r.body);
+    http_resp_free(&r);
+    r = http_request(&srv, "GET", path, key(ten2), NULL, NULL, 0);
+    cr_assert(strstr(r.body, sv(ten2, "id")), "a tenant sees its own contract");
+    http_resp_free(&r);
+    r = http_request(&srv, "GET", path, key(prov2), NULL, NULL, 0);
+    cr_assert_eq(r.status, 404, "another provider cannot read it");
+    http_resp_free(&r);
+}
+
+Test(pricing_api, versions_are_immutable_and_owned)
+{
+    char *pol = make_policies(), path[128], body[2048];
+    http_resp r;
+    snprintf(path, sizeof path, "/v1/pricing/policies/%s/versions", pol);
+    snprintf(body, sizeof body, "{\"document\":%s}", strstr(policy_body, "{\"currency\""));
+    /* the document template has one %s: fill it through a second snprintf */
+    {
+        char doc[2048];
+        snprintf(doc, sizeof doc, policy_body, sv(ten, "id"));
+        snprintf(body, sizeof body, "{\"document\":%s", strstr(doc, "{\"currency\""));
+    }
+    r = post(path, key(prov2), body);
+    cr_assert_eq(r.status, 404, "another provider cannot add a version: %s", r.body);
+    http_resp_free(&r);
+    r = post(path, key(prov), body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 2);
+    http_resp_free(&r);
+    r = http_request(&srv, "GET", path, key(prov), NULL, NULL, 0);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "data")), 2);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/pricing/policies/%s?version=1", pol);
+    r = http_request(&srv, "GET", path, key(prov), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "version")), 1);
+    http_resp_free(&r);
+    /* a quote may pin the old version */
+    r = quote(key(ten2), pol, ",\"policy_version\":1");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.json, "policy"), "version")),
+                 1);
+    http_resp_free(&r);
+    cr_assert_null(testdb_exec(ci, "DELETE FROM pricing_policy_versions"));
+}
+
+Test(pricing_api, bad_policies_are_422_with_the_path)
+{
+    static const struct {
+        const char *doc, *field;
+    } cases[] = {
+        {"{\"currency\":\"USD\",\"rules\":[{\"id\":\"t\",\"kind\":\"tiers\",\"unit\":\"cu\","
+         "\"mode\":\"graduated\",\"tiers\":[{\"from\":0,\"to\":10,\"price\":\"1\"},{\"from\":20,"
+         "\"price\":\"1\"}]}]}",
+         "document.rules[0].tiers[1].from"},
+        {"{\"currency\":\"USD\",\"rules\":[{\"id\":\"b\",\"kind\":\"base\",\"per_cu\":1.5}]}",
+         "document.rules[0].per_cu"},
+        {"{\"currency\":\"USD\",\"rules\":[{\"id\":\"b\",\"kind\":\"warp\"}]}",
+         "document.rules[0].kind"},
+        {"{\"currency\":\"USD\",\"timezone\":\"Mars/Olympus\",\"rules\":[{\"id\":\"w\",\"kind\":"
+         "\"time_window\",\"windows\":[{\"name\":\"p\",\"days\":[\"mon\"],\"start\":\"09:00\","
+         "\"end\":\"10:00\",\"multiplier_ppm\":1500000}]}]}",
+         "document.timezone"},
+        {"{\"currency\":\"usd\",\"rules\":[{\"id\":\"b\",\"kind\":\"base\",\"per_cu\":\"1\"}]}",
+         "document.currency"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[2048];
+        http_resp r;
+        snprintf(body, sizeof body, "{\"name\":\"bad\",\"document\":%s}", cases[i].doc);
+        r = post("/v1/pricing/policies", key(prov), body);
+        cr_assert_eq(r.status, 422, "case %zu: %ld %s", i, r.status, r.body);
+        cr_assert_str_eq(sv(r.json, "field"), cases[i].field, "case %zu: %s", i, r.body);
+        http_resp_free(&r);
+    }
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM pricing_policies"), "0");
+    /* roles */
+    {
+        http_resp r = post("/v1/pricing/policies", key(ten),
+                           "{\"name\":\"x\",\"document\":{\"currency\":\"USD\",\"rules\":[]}}");
+        cr_assert_eq(r.status, 403);
+        http_resp_free(&r);
+        r = post("/v1/pricing/policies", key(prov),
+                 "{\"name\":\"x\",\"document\":{\"currency\":\"USD\",\"scope\":\"platform\","
+                 "\"rules\":[{\"id\":\"f\",\"kind\":\"platform_fee\",\"take_ppm\":1}]}}");
+        cr_assert_eq(r.status, 403, "a provider cannot set the platform fee: %s", r.body);
+        http_resp_free(&r);
+    }
+}
+
+Test(pricing_api, bad_quotes_change_nothing)
+{
+    char *pol = make_policies();
+    http_resp r = quote(key(ten), "pol_00000000000000000000000000", NULL);
+    cr_assert_eq(r.status, 422);
+    cr_assert_str_eq(sv(r.json, "field"), "policy_id");
+    http_resp_free(&r);
+    r = post("/v1/quotes", key(ten),
+             "{\"policy_id\":\"pol_00000000000000000000000000\",\"device\":\"nvidia-h100-sxm\","
+             "\"profile\":\"llm-train\",\"wall_ms\":1000,\"start\":\"2001-01-01T00:00:00Z\"}");
+    cr_assert_eq(r.status, 422);
+    cr_assert_str_eq(sv(r.json, "field"), "start");
+    http_resp_free(&r);
+    r = quote(key(ten), pol, ",\"tenant\":\"acc_00000000000000000000000000\"");
+    cr_assert_eq(r.status, 403, "a tenant cannot quote for another");
+    http_resp_free(&r);
+    r = post("/v1/quotes", key(ten), "{\"policy_id\":\"x\"}");
+    cr_assert_eq(r.status, 422);
+    http_resp_free(&r);
+    r = quote(key(prov), pol, NULL);
+    cr_assert_eq(r.status, 403, "providers do not buy");
+    http_resp_free(&r);
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), "0");
+}
+
+Test(pricing_api, spot_needs_and_records_utilisation)
+{
+    http_resp r = post("/v1/pricing/policies", key(prov),
+                       "{\"name\":\"spot\",\"document\":{\"currency\":\"USD\",\"rules\":[{\"id\":"
+                       "\"s\",\"kind\":\"spot\",\"unit\":\"cu\",\"curve\":[{\"utilisation_ppm\":0,"
+                       "\"price\":\"0.001\"},{\"utilisation_ppm\":1000000,\"price\":\"0.003\"}],"
+                       "\"floor\":\"0.001\",\"cap\":\"0.003\"}]}}");
+    char pol[48];
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(pol, sizeof pol, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    r = quote(key(ten), pol, NULL);
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "field"), "device");
+    http_resp_free(&r);
+    r = post("/v1/pricing/utilisation", key(prov),
+             "{\"device\":\"nvidia-h100-sxm\",\"utilisation_ppm\":500000}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    r = quote(key(ten), pol, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "utilisation_ppm")), 500000);
+    /* at 50 % the curve gives 0.002 per CU: 11 397.888 CU x 0.002 = 22.795776 */
+    cr_assert_str_eq(sv(r.json, "total"), "22.795776", "%s", r.body);
+    http_resp_free(&r);
+}
+
+Test(pricing_api, quote_idempotency)
+{
+    char *pol = make_policies();
+    const char *hdr[] = {"Idempotency-Key: q-1", NULL};
+    char body[512];
+    http_resp a, b;
+    snprintf(body, sizeof body,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"profile\":\"llm-train\","
+             "\"wall_ms\":60000}",
+             pol);
+    a = http_request(&srv, "POST", "/v1/quotes", key(ten), hdr, body, strlen(body));
+    b = http_request(&srv, "POST", "/v1/quotes", key(ten), hdr, body, strlen(body));
+    cr_assert_eq(a.status, 201, "%s", a.body);
+    cr_assert_eq(b.status, 201);
+    cr_assert_str_eq(sv(a.json, "id"), sv(b.json, "id"));
+    cr_assert_str_eq(http_header_value(&b, "idempotent-replayed"), "true");
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), "1");
+    http_resp_free(&a);
+    http_resp_free(&b);
+}
