@@ -5,12 +5,12 @@
  * own keys; admin manages anyone's. Creating an account or a key returns the
  * plaintext key once: an Idempotency-Key replay returns the same body with the
  * key withheld ("api_key": null, "api_key_withheld": true), because keys are
- * never stored in plaintext.
+ * never stored in plaintext (see idem_write.c).
  */
 #include "accounts.h"
 #include "handlers.h"
 #include "ids.h"
-#include "idempotency.h"
+#include "idem_write.h"
 #include "scope.h"
 #include "server.h"
 #include "validate.h"
@@ -19,95 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One mutating request: the inputs, and what the database thread produced. */
+/* One mutating request's inputs (the outcome is handled by idem_write). */
 struct write_job {
-    idem_request idem;
     unsigned char secret[APIKEY_SECRET_LEN];
     char actor[48];
     char account_id[48];
     char key_id[48];
     const char *name, *role, *label; /* borrowed from the request body */
-    int (*op)(db_conn *db, struct write_job *j, json_t **out);
-    int status;   /* HTTP status of the result */
-    json_t *body; /* the result */
-    int replayed;
 };
 
 static void write_job_free(void *arg)
 {
     struct write_job *j = arg;
 
-    json_decref(j->body);
     sodium_memzero(j->secret, sizeof j->secret);
     free(j);
-}
-
-/* Stored responses never hold a plaintext key. */
-static json_t *withheld_copy(json_t *body)
-{
-    json_t *copy = json_deep_copy(body);
-
-    if (copy && json_object_get(copy, "api_key")) {
-        json_object_set_new(copy, "api_key", json_null());
-        json_object_set_new(copy, "api_key_withheld", json_true());
-    }
-    return copy;
-}
-
-/* Runs the job's operation and its idempotency record in one transaction. */
-static int write_work(db_conn *db, void *arg)
-{
-    struct write_job *j = arg;
-    json_t *stored = NULL;
-    int rc = db_begin(db);
-
-    if (rc != DB_OK)
-        return rc;
-    rc = idem_begin(db, &j->idem, &j->status, &j->body);
-    if (rc == IDEM_REPLAY) {
-        j->replayed = 1;
-        return 1;
-    }
-    if (rc == IDEM_MISMATCH)
-        return IDEM_MISMATCH;
-    if (rc != IDEM_NEW)
-        return rc;
-    rc = j->op(db, j, &j->body);
-    if (rc < 0)
-        return rc;
-    if (rc == 0) {
-        j->status = 404;
-        return 1; /* nothing changed; the transaction rolls back */
-    }
-    stored = withheld_copy(j->body);
-    rc = idem_store(db, &j->idem, j->status, stored);
-    json_decref(stored);
-    if (rc == DB_OK)
-        rc = db_commit(db);
-    return rc == DB_OK ? 1 : rc;
-}
-
-static void write_done(http_ctx *c, int rc, void *arg)
-{
-    struct write_job *j = arg;
-    json_t *body = j->body;
-
-    j->body = NULL;
-    if (rc == IDEM_MISMATCH) {
-        http_reply_problem(c, PROB_IDEMPOTENCY_REUSE,
-                           "this Idempotency-Key was used with a different request",
-                           "Idempotency-Key");
-    } else if (j->status == 404) {
-        json_decref(body);
-        http_reply_problem(c, PROB_NOT_FOUND, "no such account or key", NULL);
-    } else {
-        if (j->replayed)
-            http_set_header(c, "Idempotent-Replayed", "true");
-        http_reply_json(c, j->status, body);
-        body = NULL;
-    }
-    json_decref(body);
-    write_job_free(j);
 }
 
 static struct write_job *write_job_new(http_ctx *c)
@@ -118,19 +44,30 @@ static struct write_job *write_job_new(http_ctx *c)
         http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
         return NULL;
     }
-    if (idem_prepare(c, &j->idem) != 0) {
-        free(j);
-        return NULL;
-    }
     memcpy(j->secret, http_server(c)->key_hash_secret, sizeof j->secret);
     snprintf(j->actor, sizeof j->actor, "%s", http_get_caller(c)->account_id);
     return j;
 }
 
-static int op_account_create(db_conn *db, struct write_job *j, json_t **out)
+/* Turn an accounts_* result (1 done, 0 not found, < 0 db status) into an outcome. */
+static int outcome(int rc, int ok_status, int *status, json_t **body, const char *what)
 {
-    j->status = 201;
-    return accounts_create(db, j->secret, j->name, j->role, j->actor, out);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        *status = 404;
+        *body = idem_problem(PROB_NOT_FOUND, NULL, "no such %s", what);
+        return DB_OK;
+    }
+    *status = ok_status;
+    return DB_OK;
+}
+
+static int op_account_create(db_conn *db, void *arg, int *status, json_t **body)
+{
+    struct write_job *j = arg;
+    return outcome(accounts_create(db, j->secret, j->name, j->role, j->actor, body), 201, status,
+                   body, "account");
 }
 
 void h_accounts_create(http_ctx *c)
@@ -158,8 +95,7 @@ void h_accounts_create(http_ctx *c)
         return;
     j->name = name;
     j->role = role;
-    j->op = op_account_create;
-    http_db(c, write_work, write_done, j, write_job_free);
+    idem_write_submit(c, op_account_create, j, write_job_free);
 }
 
 /* Admin, or the account itself; otherwise 403 without revealing whether id exists. */
@@ -276,10 +212,11 @@ void h_keys_list(http_ctx *c)
     read_submit(c, id, op_keys_list);
 }
 
-static int op_key_create(db_conn *db, struct write_job *j, json_t **out)
+static int op_key_create(db_conn *db, void *arg, int *status, json_t **body)
 {
-    j->status = 201;
-    return keys_create(db, j->secret, j->account_id, j->label, j->actor, out);
+    struct write_job *j = arg;
+    return outcome(keys_create(db, j->secret, j->account_id, j->label, j->actor, body), 201, status,
+                   body, "account");
 }
 
 void h_keys_create(http_ctx *c)
@@ -298,21 +235,21 @@ void h_keys_create(http_ctx *c)
         return;
     snprintf(j->account_id, sizeof j->account_id, "%s", id);
     j->label = label;
-    j->op = op_key_create;
-    http_db(c, write_work, write_done, j, write_job_free);
+    idem_write_submit(c, op_key_create, j, write_job_free);
 }
 
-static int op_key_revoke(db_conn *db, struct write_job *j, json_t **out)
+static int op_key_revoke(db_conn *db, void *arg, int *status, json_t **body)
 {
-    j->status = 200;
-    return keys_revoke(db, j->account_id, j->key_id, j->actor, out);
+    struct write_job *j = arg;
+    return outcome(keys_revoke(db, j->account_id, j->key_id, j->actor, body), 200, status, body,
+                   "key");
 }
 
-static void revoke_done(http_ctx *c, int rc, void *arg)
+/* After the revocation commits: forget cached identities at once (other
+ * processes forget within the cache lifetime). */
+static void revoke_committed(http_ctx *c)
 {
-    /* Forget cached identities at once; other processes forget within the cache TTL. */
     auth_cache_clear(http_server(c)->auth);
-    write_done(c, rc, arg);
 }
 
 void h_keys_revoke(http_ctx *c)
@@ -332,6 +269,5 @@ void h_keys_revoke(http_ctx *c)
         return;
     snprintf(j->account_id, sizeof j->account_id, "%s", id);
     snprintf(j->key_id, sizeof j->key_id, "%s", key_id);
-    j->op = op_key_revoke;
-    http_db(c, write_work, revoke_done, j, write_job_free);
+    idem_write_submit_then(c, op_key_revoke, j, write_job_free, revoke_committed);
 }

@@ -14,6 +14,7 @@ struct idem_write {
     idem_write_op op;
     void *arg;
     void (*free_arg)(void *);
+    void (*committed)(http_ctx *c);
     char path[256];
     int status;
     json_t *body;
@@ -100,6 +101,8 @@ static void iw_done(http_ctx *c, int rc, void *p)
     } else {
         if (w->outcome == IDEM_REPLAY)
             http_set_header(c, "Idempotent-Replayed", "true");
+        if (w->committed && w->status < 400)
+            w->committed(c);
         if (w->status >= 400) {
             if (!json_object_get(body, "instance"))
                 json_object_set_new(body, "instance", json_string(w->path));
@@ -113,6 +116,12 @@ static void iw_done(http_ctx *c, int rc, void *p)
 
 void idem_write_submit(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *))
 {
+    idem_write_submit_then(c, op, arg, free_arg, NULL);
+}
+
+void idem_write_submit_then(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *),
+                            void (*committed)(http_ctx *c))
+{
     idem_write *w = calloc(1, sizeof *w);
 
     if (!w) {
@@ -124,6 +133,7 @@ void idem_write_submit(http_ctx *c, idem_write_op op, void *arg, void (*free_arg
     w->op = op;
     w->arg = arg;
     w->free_arg = free_arg;
+    w->committed = committed;
     snprintf(w->path, sizeof w->path, "%s", http_path(c));
     if (idem_prepare(c, &w->idem) != 0) {
         iw_free(w);

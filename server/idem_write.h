@@ -33,6 +33,11 @@ typedef int (*idem_write_op)(db_conn *db, void *arg, int *status, json_t **body)
  */
 void idem_write_submit(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *));
 
+/* idem_write_submit_then - the same; committed(c) runs on the loop after a 2xx
+ * outcome commits, before the reply (e.g. to drop a cache entry). */
+void idem_write_submit_then(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *),
+                            void (*committed)(http_ctx *c));
+
 /* idem_problem - a problem body for an operation to return with its status. */
 json_t *idem_problem(problem_type t, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
