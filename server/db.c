@@ -97,9 +97,13 @@ static int conn_ensure(db_conn *c)
     c->pg = PQconnectdbParams(keys, vals, 1);
     if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
         conn_set_error(c, DB_UNAVAILABLE, "08006", c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        if (c->state != CONN_BROKEN)
+            log_warn("db", "cannot connect to the database: %s", c->last_message);
         c->state = CONN_BROKEN;
         return -1;
     }
+    if (c->state == CONN_BROKEN)
+        log_info("db", "database connection re-established");
     snprintf(setting, sizeof setting, "SET statement_timeout = %d", c->timeout_ms);
     PQclear(PQexec(c->pg, setting));
     c->state = CONN_IDLE;
@@ -115,6 +119,8 @@ static int conn_classify(db_conn *c, PGresult *r)
 
     if (PQstatus(c->pg) != CONNECTION_OK) {
         status = DB_UNAVAILABLE;
+        if (c->state != CONN_BROKEN)
+            log_warn("db", "database connection lost: %s", PQerrorMessage(c->pg));
         c->state = CONN_BROKEN;
     } else if (state && (!strcmp(state, "40001") || !strcmp(state, "40P01"))) {
         status = DB_RETRY;

@@ -117,6 +117,11 @@ tally_server *http_server(const http_ctx *c)
     return c->srv;
 }
 
+struct event_base *http_event_base(const http_ctx *c)
+{
+    return c->base;
+}
+
 void http_set_header(http_ctx *c, const char *name, const char *value)
 {
     evhttp_add_header(evhttp_request_get_output_headers(c->req), name, value);
@@ -131,23 +136,9 @@ static double elapsed_s(const struct timespec *t0)
 
 static void access_log(http_ctx *c, double secs, size_t bytes)
 {
-    json_t *f = json_object();
-
-    if (!f)
-        return;
-    json_object_set_new(f, "level", json_string("info"));
-    json_object_set_new(f, "msg", json_string("request"));
-    json_object_set_new(f, "method", json_string(router_method_name(c->method)));
-    json_object_set_new(f, "route", json_string(c->route ? c->route->pattern : "unmatched"));
-    json_object_set_new(f, "path", json_string(c->path ? c->path : ""));
-    json_object_set_new(f, "status", json_integer(c->status));
-    json_object_set_new(f, "duration_ms", json_real((double)(long long)(secs * 1e6) / 1e3));
-    json_object_set_new(f, "bytes", json_integer((json_int_t)bytes));
-    json_object_set_new(f, "request_id", json_string(c->request_id));
-    json_object_set_new(f, "account_id",
-                        c->caller.account_id[0] ? json_string(c->caller.account_id) : json_null());
-    log_json(f);
-    json_decref(f);
+    log_access(router_method_name(c->method), c->route ? c->route->pattern : "unmatched",
+               c->path ? c->path : "", c->status, secs * 1e3, bytes, c->request_id,
+               c->caller.account_id);
 }
 
 static void ctx_free(http_ctx *c)
@@ -316,7 +307,7 @@ static void set_request_id(http_ctx *c)
         memcpy(c->request_id, rid, n + 1);
         return;
     }
-    if (ids_new(c->request_id, sizeof c->request_id, "req") != 0)
+    if (ids_new_fast(c->request_id, sizeof c->request_id, "req") != 0)
         snprintf(c->request_id, sizeof c->request_id, "req_unknown");
 }
 

@@ -53,6 +53,9 @@ const http_caller *http_get_caller(const http_ctx *c);
 const char *http_request_id(const http_ctx *c);
 const char *http_path(const http_ctx *c);
 tally_server *http_server(const http_ctx *c);
+/* http_event_base - the loop this request runs on (for work completed by
+ * threads other than the database pool, e.g. the ledger writer). */
+struct event_base *http_event_base(const http_ctx *c);
 
 /* Replies. json bodies are stolen (decref'd by the reply). */
 void http_reply_json(http_ctx *c, int status, json_t *body);

@@ -54,6 +54,38 @@ int ids_new(char *out, size_t outlen, const char *prefix)
                       (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u, rnd);
 }
 
+/* xoshiro128-style state per thread, seeded once with randombytes. */
+static __thread uint64_t fast_state[2];
+
+static uint64_t fast_next(void)
+{
+    uint64_t s1 = fast_state[0];
+    const uint64_t s0 = fast_state[1];
+
+    if (!(fast_state[0] | fast_state[1])) {
+        randombytes_buf(fast_state, sizeof fast_state);
+        fast_state[0] |= 1;
+        s1 = fast_state[0];
+    }
+    fast_state[0] = s0;
+    s1 ^= s1 << 23;
+    fast_state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return fast_state[1] + s0; /* xorshift128+ */
+}
+
+int ids_new_fast(char *out, size_t outlen, const char *prefix)
+{
+    struct timespec ts;
+    unsigned char rnd[10];
+    uint64_t a = fast_next(), b = fast_next();
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    memcpy(rnd, &a, 8);
+    memcpy(rnd + 8, &b, 2);
+    return ids_format(out, outlen, prefix,
+                      (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u, rnd);
+}
+
 int ids_valid(const char *s, const char *prefix)
 {
     size_t plen = strlen(prefix);

@@ -20,6 +20,9 @@ int ids_format(char *out, size_t outlen, const char *prefix, uint64_t unix_ms,
                const unsigned char rnd[10]);
 /* ids_new - a fresh id using the clock and libsodium's randombytes. Returns 0 or -1. */
 int ids_new(char *out, size_t outlen, const char *prefix);
+/* ids_new_fast - an id whose random part comes from a per-thread generator
+ * seeded from libsodium: unique, not secret (for request ids). */
+int ids_new_fast(char *out, size_t outlen, const char *prefix);
 /* ids_valid - 1 when s is PREFIX_ followed by 26 valid base32 characters. */
 int ids_valid(const char *s, const char *prefix);
 

@@ -4,6 +4,7 @@
  * never accumulates a backlog of maintenance jobs.
  */
 #include "janitor.h"
+#include "ledger_maint.h"
 #include "metering_store.h"
 #include "server.h"
 
@@ -15,7 +16,25 @@ struct janitor {
     struct event_base *base;
     struct event *timer;
     int busy;
+    int ledger_busy; /* hold expiry and checkpoints: at most one job in flight */
 };
+
+static int ledger_work(db_conn *db, void *arg)
+{
+    struct janitor *j = arg;
+    int rc = ledger_expire_due(j->srv->ledger, db);
+
+    if (rc >= 0 && j->srv->ledger->checkpoint_ms > 0)
+        rc = ledger_checkpoint(j->srv->ledger, db, 0);
+    return rc < 0 ? rc : DB_OK;
+}
+
+static void ledger_done(int status, void *arg)
+{
+    struct janitor *j = arg;
+    (void)status; /* retried on the next tick */
+    j->ledger_busy = 0;
+}
 
 static int refresh_work(db_conn *db, void *arg)
 {
@@ -34,7 +53,14 @@ static void tick(evutil_socket_t fd, short what, void *arg)
 {
     struct janitor *j = arg;
 
-    if (j->busy || !j->srv->pool)
+    if (!j->srv->pool)
+        return;
+    if (j->srv->ledger && !j->ledger_busy) {
+        j->ledger_busy = 1;
+        if (db_pool_submit(j->srv->pool, j->base, ledger_work, ledger_done, j) != 0)
+            j->ledger_busy = 0;
+    }
+    if (j->busy)
         return;
     j->busy = 1;
     if (db_pool_submit(j->srv->pool, j->base, refresh_work, refresh_done, j) != 0)

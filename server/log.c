@@ -84,3 +84,70 @@ static void log_v(const char *level, const char *component, const char *fmt, va_
 LOG_FN(log_error, "error", 0)
 LOG_FN(log_warn, "warn", 0)
 LOG_FN(log_info, "info", quiet)
+
+/* Append s as a JSON string body (without quotes); bytes outside printable
+ * ASCII are written as \u00XX so any input yields valid JSON. */
+static size_t put_escaped(char *out, size_t cap, size_t o, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 7 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p < 0x20 || *p >= 0x7f) {
+            memcpy(out + o, "\\u00", 4);
+            out[o + 4] = hex[*p >> 4];
+            out[o + 5] = hex[*p & 15];
+            o += 6;
+        } else {
+            out[o++] = (char)*p;
+        }
+    }
+    return o;
+}
+
+static size_t put_str(char *out, size_t cap, size_t o, const char *key, const char *val)
+{
+    int n = snprintf(out + o, cap - o, ",\"%s\":\"", key);
+
+    if (n < 0 || (size_t)n >= cap - o)
+        return o;
+    o = put_escaped(out, cap, o + (size_t)n, val);
+    if (o + 1 < cap)
+        out[o++] = '"';
+    return o;
+}
+
+void log_access(const char *method, const char *route, const char *path, int status, double ms,
+                size_t bytes, const char *request_id, const char *account_id)
+{
+    char line[4096], ts[80];
+    size_t o;
+    int n;
+
+    iso_now(ts, sizeof ts);
+    n = snprintf(line, sizeof line, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\"", ts);
+    o = n > 0 ? (size_t)n : 0;
+    o = put_str(line, sizeof line, o, "method", method);
+    o = put_str(line, sizeof line, o, "route", route);
+    o = put_str(line, sizeof line, o, "path", path);
+    n = snprintf(line + o, sizeof line - o, ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu",
+                 status, ms, bytes);
+    if (n > 0 && (size_t)n < sizeof line - o)
+        o += (size_t)n;
+    o = put_str(line, sizeof line, o, "request_id", request_id);
+    if (account_id && *account_id) {
+        o = put_str(line, sizeof line, o, "account_id", account_id);
+    } else if (o + 20 < sizeof line) {
+        memcpy(line + o, ",\"account_id\":null", 18);
+        o += 18;
+    }
+    if (o + 2 > sizeof line)
+        o = sizeof line - 2;
+    line[o++] = '}';
+    line[o++] = '\n';
+    if (write(STDERR_FILENO, line, o) < 0) {
+        /* nothing sensible to do when stderr is gone */
+    }
+}

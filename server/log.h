@@ -14,6 +14,13 @@ void log_warn(const char *component, const char *fmt, ...) __attribute__((format
 void log_info(const char *component, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* log_json - write fields (borrowed) plus "ts" as one line. */
 void log_json(json_t *fields);
+/*
+ * log_access - the access-log line of one request, formatted without building
+ * a JSON tree (it is on every request's path). Strings are escaped; account_id
+ * may be NULL.
+ */
+void log_access(const char *method, const char *route, const char *path, int status, double ms,
+                size_t bytes, const char *request_id, const char *account_id);
 /* log_set_quiet - suppress info lines (command-line tools). */
 void log_set_quiet(int quiet);
 

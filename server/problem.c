@@ -28,6 +28,13 @@ static const struct {
     [PROB_UNSUPPORTED_MEDIA] = {415, "unsupported-media-type", "Unsupported media type"},
     [PROB_DB_UNAVAILABLE] = {503, "database-unavailable", "Database unavailable"},
     [PROB_INTERNAL] = {500, "internal-error", "Internal error"},
+    [PROB_INSUFFICIENT_FUNDS] = {422, "insufficient-funds", "Insufficient funds"},
+    [PROB_CURRENCY_MISMATCH] = {422, "currency-mismatch", "Currency mismatch"},
+    [PROB_UNKNOWN_ACCOUNT] = {422, "unknown-account", "Unknown account"},
+    [PROB_CAPTURE_EXCEEDS_HOLD] = {422, "capture-exceeds-hold",
+                                   "Capture exceeds what the hold reserves"},
+    [PROB_HOLD_CLOSED] = {409, "hold-closed", "Hold already closed"},
+    [PROB_HOLD_EXPIRED] = {409, "hold-expired", "Hold expired"},
 };
 
 static int problem_valid(problem_type t)

@@ -26,6 +26,12 @@ typedef enum problem_type {
     PROB_UNSUPPORTED_MEDIA,     /* 415 body is not application/json */
     PROB_DB_UNAVAILABLE,        /* 503 database unreachable; retry later */
     PROB_INTERNAL,              /* 500 a bug; logged with the request id */
+    PROB_INSUFFICIENT_FUNDS,    /* 422 the ledger account would end below its credit limit */
+    PROB_CURRENCY_MISMATCH,     /* 422 an amount's currency is not its account's */
+    PROB_UNKNOWN_ACCOUNT,       /* 422 a referenced (ledger) account does not exist */
+    PROB_CAPTURE_EXCEEDS_HOLD,  /* 422 capture above what the hold still reserves */
+    PROB_HOLD_CLOSED,           /* 409 the hold was already captured, voided or expired */
+    PROB_HOLD_EXPIRED,          /* 409 the hold's expiry time has passed */
     PROB__COUNT
 } problem_type;
 

@@ -28,6 +28,7 @@ struct tally_server {
     const route *routes;
     size_t nroutes;
     int inflight; /* requests accepted and not yet answered (atomic) */
+    struct ledger_svc *ledger; /* the ledger writer and its settings (ledger_svc.h) */
 };
 
 /* The route table (routes.c). */
