@@ -185,6 +185,11 @@ static int sign_and_store(db_conn *db, const struct quote_job *j, json_t *doc, j
             rc = db_command(db, sql_quote_insert, 10, p);
     }
     free(canon);
+    if (rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503")) {
+        json_decref(doc);
+        *body = idem_problem(PROB_VALIDATION, "tenant", "no account '%s'", j->tenant);
+        return 1; /* a 4xx outcome, not a database failure */
+    }
     if (rc != DB_OK)
         return rc;
     *body = doc;
@@ -249,6 +254,8 @@ static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
     rc = sign_and_store(db, j, quote_document(j, &pol, &plat, res, util), body);
     if (rc == DB_OK)
         *status = 201;
+    else if (rc == 1)
+        rc = DB_OK; /* *status stays 422 */
 out:
     free(res);
     pstore_release(&pol);
