@@ -12,6 +12,8 @@
 #   healthz               GET /healthz           tallyd, no auth, no database
 #   account_read          GET /v1/accounts/{id}  tallyd, Bearer API key, database read
 #   account_read_nocache  the same on a second tallyd with TALLY_AUTH_CACHE_MS=0
+#   normalize      POST /v1/normalize       tallyd, Bearer key, CU from the in-memory catalog (goal 0.6)
+#   quote          POST /v1/quotes          tallyd, tenant key: rate, sign, store a quote (goal 0.5)
 #
 # Targets run in turn, ROUNDS times; each figure is the target's median round. It
 # prints requests/s, the ratio to the baseline, p50/p99 latency, error counts, the
@@ -121,6 +123,7 @@ export TALLY_KEY_HASH_SECRET=$TMP/key-hash.secret
 "$TALLYD" keygen --out "$TALLY_SIGNING_KEY" >/dev/null
 "$TALLYD" keygen --hash-secret --out "$TALLY_KEY_HASH_SECRET" >/dev/null
 "$TALLYD" migrate >"$LOG_DIR/migrate.log" 2>&1 || { cat "$LOG_DIR/migrate.log" >&2; die "tallyd migrate failed"; }
+"$TALLYD" catalog import >>"$LOG_DIR/migrate.log" 2>&1 || { cat "$LOG_DIR/migrate.log" >&2; die "tallyd catalog import failed"; }
 
 acct_json=$("$TALLYD" admin create-account --name bench-admin --role admin 2>"$LOG_DIR/admin.log") \
     || { cat "$LOG_DIR/admin.log" >&2; die "tallyd admin create-account failed"; }
@@ -128,6 +131,10 @@ json_str() { printf '%s\n' "$acct_json" | grep -o "\"$1\"[[:space:]]*:[[:space:]
 ACCOUNT_ID=$(json_str id)
 API_KEY=$(json_str api_key)
 [ -n "$ACCOUNT_ID" ] && [ -n "$API_KEY" ] || die "cannot parse account id / api_key from: $acct_json"
+acct_json=$("$TALLYD" admin create-account --name bench-provider --role provider 2>>"$LOG_DIR/admin.log") || die "provider account"
+PROVIDER_KEY=$(json_str api_key)
+acct_json=$("$TALLYD" admin create-account --name bench-tenant --role tenant 2>>"$LOG_DIR/admin.log") || die "tenant account"
+TENANT_KEY=$(json_str api_key)
 
 # --- servers ------------------------------------------------------------------------
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -188,6 +195,26 @@ HEALTH_URL=http://127.0.0.1:${SERVER_PORT[tallyd]}/healthz
 ACCOUNT_URL=http://127.0.0.1:${SERVER_PORT[tallyd]}/v1/accounts/$ACCOUNT_ID
 NOCACHE_URL=http://127.0.0.1:${SERVER_PORT[tallyd_nocache]}/v1/accounts/$ACCOUNT_ID
 AUTH="Authorization: Bearer $API_KEY"
+NORMALIZE_URL=http://127.0.0.1:${SERVER_PORT[tallyd]}/v1/normalize
+QUOTE_URL=http://127.0.0.1:${SERVER_PORT[tallyd]}/v1/quotes
+
+# A provider policy with a base rate, a time window and a free allowance, for quotes.
+POLICY_ID=$(curl -sS --max-time 5 -X POST "http://127.0.0.1:${SERVER_PORT[tallyd]}/v1/pricing/policies" \
+    -H "Authorization: Bearer $PROVIDER_KEY" -H 'Content-Type: application/json' \
+    -d '{"name":"bench","document":{"currency":"USD","timezone":"Europe/Berlin","rules":[
+        {"id":"base","kind":"base","match":{"device_class":"gpu"},"per_cu":"0.002","per_device_hour":"0.50"},
+        {"id":"tod","kind":"time_window","windows":[{"name":"peak","days":["mon","tue","wed","thu","fri"],
+         "start":"09:00","end":"18:00","multiplier_ppm":1500000}]},
+        {"id":"free","kind":"allowance","unit":"cu","quantity":100000}]}}' \
+    | grep -o '"id":"pol_[^"]*"' | head -n 1 | cut -d'"' -f4)
+[ -n "$POLICY_ID" ] || die "cannot create the benchmark pricing policy"
+NORMALIZE_BODY='{"device":"nvidia-h100-sxm","count":8,"profile":"llm-train","wall_ms":3600000}'
+QUOTE_BODY="{\"policy_id\":\"$POLICY_ID\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\",\"wall_ms\":3600000}"
+post_script() {  # post_script FILE BODY: a wrk Lua script that POSTs BODY as JSON
+    printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n' "$2" >"$1"
+}
+post_script "$LOG_DIR/normalize.lua" "$NORMALIZE_BODY"
+post_script "$LOG_DIR/quote.lua" "$QUOTE_BODY"
 
 # Sanity: each target answers 200 before we measure it.
 check() {
@@ -201,6 +228,10 @@ check healthz "$HEALTH_URL"
 check account_read "$ACCOUNT_URL" -H "$AUTH"
 check account_read_nocache "$NOCACHE_URL" -H "$AUTH"
 grep -q "\"$ACCOUNT_ID\"" "$LOG_DIR/account_read.body" || die "account_read: body does not contain $ACCOUNT_ID"
+code=$(curl -sS -o "$LOG_DIR/normalize.body" -w '%{http_code}' --max-time 5 -H "$AUTH" -H 'Content-Type: application/json' -d "$NORMALIZE_BODY" "$NORMALIZE_URL" || true)
+[ "$code" = 200 ] || { cat "$LOG_DIR/normalize.body" >&2; die "normalize answered $code"; }
+code=$(curl -sS -o "$LOG_DIR/quote.body" -w '%{http_code}' --max-time 5 -H "Authorization: Bearer $TENANT_KEY" -H 'Content-Type: application/json' -d "$QUOTE_BODY" "$QUOTE_URL" || true)
+[ "$code" = 201 ] || { cat "$LOG_DIR/quote.body" >&2; die "quote answered $code"; }
 
 # --- load -----------------------------------------------------------------------------
 # Everything here shares the machine's CPUs: a busy machine gives meaningless figures.
@@ -224,7 +255,7 @@ fi
 # The machine may be shared: each measured run also records how much CPU time went to
 # processes that are not part of this benchmark (FOREIGN, % of all CPU time), from
 # /proc/stat minus the ticks of our servers, our database cluster and wrk.
-TARGETS=(baseline healthz account_read account_read_nocache)
+TARGETS=(baseline healthz account_read account_read_nocache normalize quote)
 declare -A RPS P50 P99 NON2XX SOCKERR REQS ALL FOREIGN
 PG_PIDFILE=$PG_DIR/data/postmaster.pid
 [ -L "$PG_DIR/store" ] && PG_PIDFILE=$PG_DIR/store/data/postmaster.pid
@@ -271,6 +302,8 @@ for round in $(seq 1 "$ROUNDS"); do
     run_wrk healthz "$round" "$HEALTH_URL"
     run_wrk account_read "$round" "$ACCOUNT_URL" -H "$AUTH"
     run_wrk account_read_nocache "$round" "$NOCACHE_URL" -H "$AUTH"
+    run_wrk normalize "$round" "$NORMALIZE_URL" -H "$AUTH" -s "$LOG_DIR/normalize.lua"
+    run_wrk quote "$round" "$QUOTE_URL" -H "Authorization: Bearer $TENANT_KEY" -s "$LOG_DIR/quote.lua"
 done
 # Fold the rounds: median round's figures, min-max spread, summed errors.
 for n in "${TARGETS[@]}"; do
@@ -347,6 +380,8 @@ row baseline "GET / (bench-baseline)" "-"
 row healthz "GET /healthz" "$(goal healthz 0.8)"
 row account_read "GET /v1/accounts/{id}" "$(goal account_read 0.4)"
 row account_read_nocache "same, auth cache off" "(information)"
+row normalize "POST /v1/normalize" "$(goal normalize 0.6)"
+row quote "POST /v1/quotes" "$(goal quote 0.5)"
 echo
 
 busy_rounds=0

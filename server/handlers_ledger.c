@@ -104,8 +104,7 @@ static int val_money(http_ctx *c, json_t *body, const char *field, int required,
     }
     st = money_parse(json_string_value(v), out);
     if (st != MONEY_OK) {
-        http_reply_problemf(c, PROB_VALIDATION, field, "'%s': %s", field,
-                            money_status_message(st));
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s': %s", field, money_status_message(st));
         return -1;
     }
     if (*out == 0 || *out == INT64_MIN || (sign > 0 && *out < 0)) {
@@ -219,7 +218,7 @@ static int val_tenant(http_ctx *c, json_t *body, char out[LEDGER_ACC_MAX])
 
 void h_ledger_deposit(http_ctx *c)
 {
-    static const char *const fields[] = {"tenant_id", "currency", "amount", "memo",
+    static const char *const fields[] = {"tenant_id",  "currency",     "amount", "memo",
                                          "invoice_id", "effective_at", NULL};
     static const char *const refs[] = {"memo", "invoice_id", "effective_at", NULL};
     json_t *body = http_body(c);
@@ -305,8 +304,8 @@ void h_ledger_transfer(http_ctx *c)
 
 void h_ledger_hold_create(http_ctx *c)
 {
-    static const char *const fields[] = {"tenant_id",    "currency",   "amount", "expires_in_s",
-                                         "expires_at",   "order_id",   "memo",   NULL};
+    static const char *const fields[] = {"tenant_id",  "currency", "amount", "expires_in_s",
+                                         "expires_at", "order_id", "memo",   NULL};
     static const char *const refs[] = {"memo", "order_id", NULL};
     json_t *body = http_body(c);
     ledger_op *op;
@@ -356,8 +355,8 @@ static ledger_op *hold_op(http_ctx *c, ledger_op_kind kind)
 
 void h_ledger_hold_capture(http_ctx *c)
 {
-    static const char *const fields[] = {"amount", "final", "provider_id", "fee",
-                                         "usage_id", "memo", NULL};
+    static const char *const fields[] = {"amount",   "final", "provider_id", "fee",
+                                         "usage_id", "memo",  NULL};
     static const char *const refs[] = {"memo", "usage_id", NULL};
     json_t *body = http_body(c), *fin;
     const char *prov;
@@ -504,8 +503,7 @@ static int query_time(http_ctx *c, const char *name, int64_t *out, bool *has)
         return 0;
     if (ledger_time_parse(s, out) != 0) {
         http_reply_problemf(c, PROB_VALIDATION, name,
-                            "'%s' must be an ISO-8601 UTC time such as 2024-05-01T12:00:00Z",
-                            name);
+                            "'%s' must be an ISO-8601 UTC time such as 2024-05-01T12:00:00Z", name);
         return -1;
     }
     *has = true;
@@ -531,7 +529,8 @@ static const char sql_txn_list[] =
     "ON a.id = e.account_id WHERE e.txn_id = t.id AND a.owner_id = $1)) "
     "AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM ledger_entries e WHERE e.txn_id = t.id AND "
     "e.account_id = $2)) AND ($3::text IS NULL OR t.kind = $3) "
-    "AND ($4::bigint IS NULL OR t.inserted_us >= $4) AND ($5::bigint IS NULL OR t.inserted_us < $5) "
+    "AND ($4::bigint IS NULL OR t.inserted_us >= $4) AND ($5::bigint IS NULL OR t.inserted_us < "
+    "$5) "
     "AND ($6::text IS NULL OR t.id > $6) ORDER BY t.id LIMIT $7::integer";
 
 static int op_txn_list(db_conn *db, read_job *j)
@@ -649,9 +648,10 @@ static json_t *acct_json(PGresult *r, int i)
     return o;
 }
 
-static const char sql_acct_list[] = "SELECT " ACCT_COLS " FROM ledger_accounts a WHERE "
-                                    "($1::text IS NULL OR a.owner_id = $1) AND "
-                                    "($2::text IS NULL OR a.id > $2) ORDER BY a.id LIMIT $3::integer";
+static const char sql_acct_list[] =
+    "SELECT " ACCT_COLS " FROM ledger_accounts a WHERE "
+    "($1::text IS NULL OR a.owner_id = $1) AND "
+    "($2::text IS NULL OR a.id > $2) ORDER BY a.id LIMIT $3::integer";
 
 static int op_acct_list(db_conn *db, read_job *j)
 {
@@ -805,14 +805,13 @@ static int op_keys(db_conn *db, read_job *j)
         if (!PQgetisnull(r, i, 3))
             ledger_time_fmt(strtoll(PQgetvalue(r, i, 3), NULL, 10), until, sizeof until);
         json_array_append_new(
-            data, json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "kid", PQgetvalue(r, i, 0), "alg",
-                            "Ed25519", "public_key", PQgetvalue(r, i, 1), "valid_from", from,
-                            "valid_from_us", (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10),
-                            "valid_until", PQgetisnull(r, i, 3) ? json_null() : json_string(until),
-                            "valid_until_us",
-                            PQgetisnull(r, i, 3)
-                                ? json_null()
-                                : json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10))));
+            data,
+            json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "kid", PQgetvalue(r, i, 0), "alg", "Ed25519",
+                      "public_key", PQgetvalue(r, i, 1), "valid_from", from, "valid_from_us",
+                      (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "valid_until",
+                      PQgetisnull(r, i, 3) ? json_null() : json_string(until), "valid_until_us",
+                      PQgetisnull(r, i, 3) ? json_null()
+                                           : json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10))));
     }
     PQclear(r);
     j->out = json_pack("{s:o}", "data", data);
@@ -855,9 +854,9 @@ static json_t *ckpt_json(PGresult *r, int i)
             for (int b = 0; b < 8; b++)
                 seq = (seq << 8) | raw[p + (size_t)b];
             ledger_hex(raw + p + 8, 32, hh);
-            json_array_append_new(heads, json_pack("{s:I,s:I,s:s}", "partition",
-                                                   (json_int_t)(p / 40), "seq", (json_int_t)seq,
-                                                   "hash", hh));
+            json_array_append_new(heads,
+                                  json_pack("{s:I,s:I,s:s}", "partition", (json_int_t)(p / 40),
+                                            "seq", (json_int_t)seq, "hash", hh));
         }
     free(raw);
     json_object_set_new(o, "heads", heads);
@@ -1023,16 +1022,15 @@ static int op_hold_get(db_conn *db, read_job *j)
     cap = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
     rel = strtoll(PQgetvalue(r, 0, 7), NULL, 10);
     ledger_time_fmt(strtoll(PQgetvalue(r, 0, 9), NULL, 10), ts, sizeof ts);
-    j->out = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:s,s:s,s:o,s:s,s:o}", "id",
-                       PQgetvalue(r, 0, 0), "tenant_id", PQgetvalue(r, 0, 1), "wallet_account",
-                       PQgetvalue(r, 0, 2), "holds_account", PQgetvalue(r, 0, 3), "currency",
-                       PQgetvalue(r, 0, 4), "amount", ledger_money_json(amt), "captured",
-                       ledger_money_json(cap), "released", ledger_money_json(rel), "remaining",
-                       ledger_money_json(amt - cap - rel), "state", PQgetvalue(r, 0, 8),
-                       "expires_at", ts, "order_id",
-                       PQgetisnull(r, 0, 10) ? json_null() : json_string(PQgetvalue(r, 0, 10)),
-                       "hold_transaction_id", PQgetvalue(r, 0, 11), "closed_transaction_id",
-                       PQgetisnull(r, 0, 12) ? json_null() : json_string(PQgetvalue(r, 0, 12)));
+    j->out = json_pack(
+        "{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:s,s:s,s:o,s:s,s:o}", "id", PQgetvalue(r, 0, 0),
+        "tenant_id", PQgetvalue(r, 0, 1), "wallet_account", PQgetvalue(r, 0, 2), "holds_account",
+        PQgetvalue(r, 0, 3), "currency", PQgetvalue(r, 0, 4), "amount", ledger_money_json(amt),
+        "captured", ledger_money_json(cap), "released", ledger_money_json(rel), "remaining",
+        ledger_money_json(amt - cap - rel), "state", PQgetvalue(r, 0, 8), "expires_at", ts,
+        "order_id", PQgetisnull(r, 0, 10) ? json_null() : json_string(PQgetvalue(r, 0, 10)),
+        "hold_transaction_id", PQgetvalue(r, 0, 11), "closed_transaction_id",
+        PQgetisnull(r, 0, 12) ? json_null() : json_string(PQgetvalue(r, 0, 12)));
     PQclear(r);
     return 1;
 }

@@ -210,8 +210,12 @@ static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
     pricing_tz tz;
     long long util = -1;
     char period[8], tzerr[256];
-    int rc = pstore_load(db, j->policy_id, j->policy_version, &pol);
+    pstore_quote_query q = {j->policy_id, j->policy_version, j->tenant,
+                            period,       j->device,         j->region};
+    int rc;
 
+    timefmt_period(j->start_ms, period);
+    rc = pstore_load_quote_inputs(db, &q, &pol, &plat, &state, &util);
     *status = 422;
     if (rc < 0)
         goto out;
@@ -222,13 +226,6 @@ static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
         goto out;
     }
     j->policy_version = pol.version;
-    if ((rc = pstore_load_platform(db, &plat)) < 0)
-        goto out;
-    timefmt_period(j->start_ms, period);
-    if ((rc = pstore_state_load(db, j->tenant, pol.policy_id, pol.version, period, &state)) !=
-            DB_OK ||
-        (rc = pstore_utilisation(db, j->device, j->region, &util)) != DB_OK)
-        goto out;
     if (pol.policy->timezone[0] &&
         tzdb_zone(pol.policy->timezone, j->end_ms, &tz, tzerr, sizeof tzerr) != 0) {
         *body = idem_problem(PROB_VALIDATION, "policy_id", "policy time zone: %s", tzerr);

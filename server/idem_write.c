@@ -64,6 +64,18 @@ static int iw_work(db_conn *db, void *p)
     w->body = NULL;
     if (rc != DB_OK)
         return rc;
+    if (!w->idem.key[0]) { /* no key: nothing to claim or store, a 4xx just rolls back */
+        w->outcome = IDEM_NEW;
+        rc = w->op(db, w->arg, &w->status, &w->body);
+        if (rc != DB_OK)
+            return rc;
+        if (w->status >= 400) {
+            db_rollback(db);
+            return 1;
+        }
+        rc = db_commit(db);
+        return rc == DB_OK ? 1 : rc;
+    }
     rc = idem_begin(db, &w->idem, &w->status, &w->body);
     if (rc == IDEM_REPLAY || rc == IDEM_MISMATCH) {
         w->outcome = rc;

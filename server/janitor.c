@@ -25,7 +25,7 @@ static int ledger_work(db_conn *db, void *arg)
     int rc = ledger_expire_due(j->srv->ledger, db);
 
     if (rc >= 0 && j->srv->ledger->checkpoint_ms > 0)
-        rc = ledger_checkpoint(j->srv->ledger, db, 0);
+        rc = ledger_make_checkpoint(j->srv->ledger, db, 0);
     return rc < 0 ? rc : DB_OK;
 }
 

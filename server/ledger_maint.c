@@ -59,10 +59,11 @@ static const char sql_heads_all[] =
     "SELECT partition, seq, encode(hash, 'hex') FROM ledger_heads ORDER BY partition";
 static const char sql_ck_insert[] =
     "INSERT INTO ledger_checkpoints (number, time_us, partitions, root, prev_digest, digest, kid, "
-    "sig, heads) VALUES ($1::bigint, $2::bigint, $3::integer, decode($4, 'hex'), decode($5, 'hex'), "
+    "sig, heads) VALUES ($1::bigint, $2::bigint, $3::integer, decode($4, 'hex'), decode($5, "
+    "'hex'), "
     "decode($6, 'hex'), $7, decode($8, 'hex'), decode($9, 'hex'))";
 
-int ledger_checkpoint(ledger_svc *ls, db_conn *db, int force)
+int ledger_make_checkpoint(ledger_svc *ls, db_conn *db, int force)
 {
     PGresult *r = NULL;
     uint64_t number = 1;
@@ -87,11 +88,13 @@ int ledger_checkpoint(ledger_svc *ls, db_conn *db, int force)
         now = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
     }
     PQclear(r);
+    r = NULL;
     if (number == 1) {
         if (!(r = db_exec(db, sql_now, 0, NULL)))
             return db_last_status(db);
         now = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
+        r = NULL;
     }
     rc = 0;
     if (!force && number > 1 && now - last_time < (int64_t)ls->checkpoint_ms * 1000)

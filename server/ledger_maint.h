@@ -10,9 +10,9 @@
 /* ledger_expire_due - expire up to 64 open holds whose time has passed, each
  * as an expiry transaction. Returns how many were expired, or a db_status. */
 int ledger_expire_due(ledger_svc *ls, db_conn *db);
-/* ledger_checkpoint - sign the next checkpoint over every partition head if
+/* ledger_make_checkpoint - sign the next checkpoint over every partition head if
  * one is due (checkpoint interval passed and some head moved), or always when
  * force. 1 made, 0 not due, or a db_status. */
-int ledger_checkpoint(ledger_svc *ls, db_conn *db, int force);
+int ledger_make_checkpoint(ledger_svc *ls, db_conn *db, int force);
 
 #endif

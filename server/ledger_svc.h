@@ -182,7 +182,8 @@ typedef struct ledger_row {
  * ledger_transactions t ...". */
 #define LEDGER_TXN_COLS                                                                            \
     "t.id, t.partition, t.seq, t.kind, t.memo, t.order_id, t.usage_id, t.invoice_id, "             \
-    "t.reverses_id, t.idempotency_key, t.effective_us, t.inserted_us, encode(t.prev_hash, 'hex'), " \
+    "t.reverses_id, t.idempotency_key, t.effective_us, t.inserted_us, encode(t.prev_hash, "        \
+    "'hex'), "                                                                                     \
     "encode(t.hash, 'hex'), t.kid, encode(t.sig, 'hex'), t.hold_id, t.caller_id, "                 \
     "encode(t.canonical, 'hex'), "                                                                 \
     "(SELECT json_agg(json_build_array(e.account_id, e.currency, e.amount, e.shard, "              \

@@ -47,7 +47,7 @@ struct ledger_acache {
         char id[LEDGER_ACC_MAX];
         char role[16];
         struct role_entry *next;
-    } *roles[ACACHE_BUCKETS];
+    } * roles[ACACHE_BUCKETS];
 };
 
 static unsigned hash_str(const char *a, const char *b, const char *c)
@@ -645,9 +645,9 @@ static int claim_keys(batch *b)
 
     for (size_t i = 0; i < b->n; i++)
         if (b->active[i] && op_has_key(b->ops[i]))
-            json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "c", b->ops[i]->caller, "k",
-                                                 b->ops[i]->idem_key, "h",
-                                                 b->ops[i]->request_hash));
+            json_array_append_new(arr,
+                                  json_pack("{s:s,s:s,s:s}", "c", b->ops[i]->caller, "k",
+                                            b->ops[i]->idem_key, "h", b->ops[i]->request_hash));
     if (json_array_size(arr) == 0) {
         json_decref(arr);
         return DB_OK;
@@ -811,10 +811,10 @@ static int lock_holds(batch *b)
     return DB_OK;
 }
 
-static const char sql_origs[] = "SELECT " LEDGER_TXN_COLS
-                                ", EXISTS (SELECT 1 FROM ledger_transactions r "
-                                "WHERE r.reverses_id = t.id) FROM ledger_transactions t "
-                                "WHERE t.id = ANY($1::text[])";
+static const char sql_origs[] =
+    "SELECT " LEDGER_TXN_COLS ", EXISTS (SELECT 1 FROM ledger_transactions r "
+    "WHERE r.reverses_id = t.id) FROM ledger_transactions t "
+    "WHERE t.id = ANY($1::text[])";
 
 /* Read the transactions the batch reverses (immutable rows: no lock needed;
  * a concurrent second reversal is stopped by the unique index). */
@@ -1030,8 +1030,8 @@ static int lock_accounts_and_heads(batch *b)
             if (m.checked)
                 checked[nc++] = ids[j];
             else
-                json_array_append_new(pairs, json_pack("{s:s,s:I}", "a", m.id, "s",
-                                                       (json_int_t)parts[np - 1]));
+                json_array_append_new(
+                    pairs, json_pack("{s:s,s:I}", "a", m.id, "s", (json_int_t)parts[np - 1]));
         }
     }
     if (nc) {
@@ -1056,8 +1056,7 @@ static int lock_accounts_and_heads(batch *b)
         for (int i = 0; i < PQntuples(r); i++) {
             bacct *a = &b->accts[b->naccts++];
             snprintf(a->id, sizeof a->id, "%s", PQgetvalue(r, i, 0));
-            ledger_account_init(&a->a, a->id, PQgetvalue(r, i, 4),
-                                normal_of(PQgetvalue(r, i, 5)),
+            ledger_account_init(&a->a, a->id, PQgetvalue(r, i, 4), normal_of(PQgetvalue(r, i, 5)),
                                 strtoll(PQgetvalue(r, i, 3), NULL, 10), false, NULL);
             a->a.balance = strtoll(PQgetvalue(r, i, 1), NULL, 10);
             a->a.version = strtoull(PQgetvalue(r, i, 2), NULL, 10);
@@ -1280,8 +1279,8 @@ static ledger_err build_op(batch *b, ledger_op *op, ledger_txn *t, bhold **hp, b
         if (op->op == LOP_VOID) {
             if ((e = ledger_hold_void(&h->h, &released, err)) != LEDGER_OK)
                 return e;
-            return ledger_build_release(t, LEDGER_KIND_RELEASE, h->holds, h->wallet,
-                                        h->h.currency, released, err);
+            return ledger_build_release(t, LEDGER_KIND_RELEASE, h->holds, h->wallet, h->h.currency,
+                                        released, err);
         }
         if (op->op == LOP_EXPIRE) {
             if (h->h.status != LEDGER_HOLD_OPEN || h->h.expires_us > b->now_us) {
@@ -1291,8 +1290,8 @@ static ledger_err build_op(batch *b, ledger_op *op, ledger_txn *t, bhold **hp, b
             if ((e = ledger_hold_expire(&h->h, b->now_us, &released, err)) != LEDGER_OK)
                 return e;
             snprintf(t->memo, sizeof t->memo, "hold %s expired", h->id);
-            return ledger_build_release(t, LEDGER_KIND_EXPIRY, h->holds, h->wallet,
-                                        h->h.currency, released, err);
+            return ledger_build_release(t, LEDGER_KIND_EXPIRY, h->holds, h->wallet, h->h.currency,
+                                        released, err);
         }
         *field = "amount";
         if (op->fee < 0 || op->fee > op->amount) {
@@ -1373,11 +1372,11 @@ static void push_txn_rows(batch *b, const ledger_txn *t, const ledger_entry_info
     ledger_hex(t->prev_hash, LEDGER_HASH_BYTES, ph);
     ledger_hex(t->hash, LEDGER_HASH_BYTES, hh);
     ledger_hex(t->sig, LEDGER_SIG_BYTES, sh);
-    row = json_pack("{s:s,s:I,s:I,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:s}", "id", t->id, "p",
-                    (json_int_t)t->partition, "q", (json_int_t)t->seq, "k",
-                    ledger_kind_name(t->kind), "m", t->memo, "e", (json_int_t)t->effective_us,
-                    "i", (json_int_t)t->inserted_us, "c", canon ? canon : "", "ph", ph, "h", hh,
-                    "kid", t->kid, "sig", sh);
+    row =
+        json_pack("{s:s,s:I,s:I,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:s}", "id", t->id, "p",
+                  (json_int_t)t->partition, "q", (json_int_t)t->seq, "k", ledger_kind_name(t->kind),
+                  "m", t->memo, "e", (json_int_t)t->effective_us, "i", (json_int_t)t->inserted_us,
+                  "c", canon ? canon : "", "ph", ph, "h", hh, "kid", t->kid, "sig", sh);
     free(canon);
 #define OPT(k, v) json_object_set_new(row, k, (v)[0] ? json_string(v) : json_null())
     OPT("o", t->order_id);
@@ -1484,7 +1483,8 @@ static const char sql_w_txns[] =
     "invoice_id, reverses_id, hold_id, caller_id, idempotency_key, effective_us, inserted_us, "
     "canonical, prev_hash, hash, kid, sig) "
     "SELECT id, p, q, k, m, o, u, inv, r, hold, caller, ik, e, i, decode(c, 'hex'), "
-    "decode(ph, 'hex'), decode(h, 'hex'), kid, decode(sig, 'hex') FROM jsonb_to_recordset($1::jsonb) "
+    "decode(ph, 'hex'), decode(h, 'hex'), kid, decode(sig, 'hex') FROM "
+    "jsonb_to_recordset($1::jsonb) "
     "AS x(id text, p integer, q bigint, k text, m text, o text, u text, inv text, r text, "
     "hold text, caller text, ik text, e bigint, i bigint, c text, ph text, h text, kid text, "
     "sig text)";
@@ -1516,7 +1516,7 @@ static const char sql_w_holds_upd[] =
     "rel bigint, st text, ct text) WHERE l.id = x.id";
 static const char sql_w_idem[] =
     "UPDATE ledger_idempotency i SET status = x.st, response = x.r, txn_id = x.t "
-    "FROM jsonb_to_recordset($1::jsonb) AS x(c text, k text, st integer, r jsonb, t text) "
+    "FROM json_to_recordset($1::json) AS x(c text, k text, st integer, r json, t text) "
     "WHERE i.caller_id = x.c AND i.key = x.k";
 
 static int write_batch(batch *b)
@@ -1530,8 +1530,8 @@ static int write_batch(batch *b)
                                                (json_int_t)b->accts[i].a.version));
     for (size_t i = 0; i < b->nshards; i++)
         if (b->shards[i].a.version > 0)
-            json_array_append_new(shards, json_pack("{s:s,s:I,s:I,s:I}", "a", b->shards[i].id,
-                                                    "s", (json_int_t)b->shards[i].shard, "b",
+            json_array_append_new(shards, json_pack("{s:s,s:I,s:I,s:I}", "a", b->shards[i].id, "s",
+                                                    (json_int_t)b->shards[i].shard, "b",
                                                     (json_int_t)b->shards[i].a.balance, "v",
                                                     (json_int_t)b->shards[i].a.version));
     for (size_t i = 0; i < b->nheads; i++)
@@ -1546,12 +1546,12 @@ static int write_batch(batch *b)
         if (h->is_new)
             json_array_append_new(
                 b->w_holds_new,
-                json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:I,s:s,s:s,s:o}", "id", h->id,
-                          "o", h->owner, "w", h->wallet, "h", h->holds, "c", h->h.currency, "a",
+                json_pack("{s:s,s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:I,s:s,s:s,s:o}", "id", h->id, "o",
+                          h->owner, "w", h->wallet, "h", h->holds, "c", h->h.currency, "a",
                           (json_int_t)h->h.amount, "cap", (json_int_t)h->h.captured, "rel",
                           (json_int_t)h->h.released, "st", hold_status_name(h->h.status), "e",
-                          (json_int_t)h->h.expires_us, "oid", h->order_id, "ht", h->hold_txn,
-                          "ct", h->closed_txn[0] ? json_string(h->closed_txn) : json_null()));
+                          (json_int_t)h->h.expires_us, "oid", h->order_id, "ht", h->hold_txn, "ct",
+                          h->closed_txn[0] ? json_string(h->closed_txn) : json_null()));
         else if (h->dirty)
             json_array_append_new(
                 b->w_holds_upd,
@@ -1648,8 +1648,8 @@ static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
         goto out;
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && ops[i]->pre_status) {
-            op_fail(ops[i], ops[i]->pre_prob, ops[i]->pre_field[0] ? ops[i]->pre_field : NULL,
-                    "%s", ops[i]->pre_detail);
+            op_fail(ops[i], ops[i]->pre_prob, ops[i]->pre_field[0] ? ops[i]->pre_field : NULL, "%s",
+                    ops[i]->pre_detail);
         }
     if ((rc = lock_holds(&b)) != DB_OK || (rc = load_origs(&b)) != DB_OK ||
         (rc = lock_accounts_and_heads(&b)) != DB_OK)
@@ -1726,8 +1726,8 @@ static size_t take_batch(ledger_writer *w, ledger_op **out, size_t max)
         ledger_op *op = *pp;
         bool dup = false;
         for (size_t i = 0; i < k && op_has_key(op); i++)
-            dup = dup || (!strcmp(out[i]->caller, op->caller) &&
-                          !strcmp(out[i]->idem_key, op->idem_key));
+            dup = dup ||
+                  (!strcmp(out[i]->caller, op->caller) && !strcmp(out[i]->idem_key, op->idem_key));
         if (dup) {
             last = op;
             pp = &op->next;

@@ -6,8 +6,10 @@
  */
 #include "accounts.h"
 #include "assets.h"
+#include "cli_ledger.h"
 #include "http.h"
 #include "keyfile.h"
+#include "ledger_svc.h"
 #include "log.h"
 #include "metering_store.h"
 #include "migrate.h"
@@ -35,6 +37,10 @@ static const char usage[] =
     "                                create an account; print its id and a new API key\n"
     "                                (--once: do nothing if NAME already exists with ROLE)\n"
     "  catalog import [--file PATH]  import a device catalog version (default: the shipped one)\n"
+    "  verify [--file PATH]          recompute every ledger hash, signature, chain link, balance\n"
+    "                                and checkpoint (database, or an export file); exit 0 if all "
+    "hold\n"
+    "  export --out PATH             write the whole ledger as JSON lines (for verify --file)\n"
     "  version                       print the version\n"
     "  help                          print this help\n"
     "\n"
@@ -317,6 +323,42 @@ static int cmd_catalog(tally_config *cfg, int argc, char **argv, const int *rest
     return 1;
 }
 
+static int cmd_verify(tally_config *cfg, int argc, char **argv, const int *rest, int nrest)
+{
+    static const char *const allowed[] = {"--file", NULL};
+    char err[1024];
+    int bad = 0, rc;
+    const char *file = opt_value(argc, argv, rest, nrest, "--file", &bad);
+
+    if ((rc = opts_only(argv, rest, nrest, 1, allowed)) != 0)
+        return rc;
+    if (bad)
+        return usage_error("%s", "--file needs a PATH");
+    if (!file && config_check(cfg, CFG_NEED_DB, err, sizeof err) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return EXIT_USAGE;
+    }
+    return cli_ledger_verify(cfg->database_url, file);
+}
+
+static int cmd_export(tally_config *cfg, int argc, char **argv, const int *rest, int nrest)
+{
+    static const char *const allowed[] = {"--out", NULL};
+    char err[1024];
+    int bad = 0, rc;
+    const char *out = opt_value(argc, argv, rest, nrest, "--out", &bad);
+
+    if ((rc = opts_only(argv, rest, nrest, 1, allowed)) != 0)
+        return rc;
+    if (bad || !out)
+        return usage_error("%s", "export needs --out PATH (or --out -)");
+    if (config_check(cfg, CFG_NEED_DB, err, sizeof err) != 0) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        return EXIT_USAGE;
+    }
+    return cli_ledger_export(cfg->database_url, out);
+}
+
 /* Load the catalog cache before serving; a database that is down now is retried later. */
 static void serve_preload(struct tally_server *srv)
 {
@@ -360,6 +402,12 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     }
     sodium_mprotect_readonly(sk); /* guarded, locked pages; freed (and wiped) at exit */
     srv.signing = sk;
+    srv.ledger = ledger_svc_new(cfg->database_url, cfg->db_timeout_ms, sk, err, sizeof err);
+    if (!srv.ledger) {
+        fprintf(stderr, "tallyd: %s\n", err);
+        sodium_free(sk);
+        return EXIT_USAGE;
+    }
     if (cfg->db_pool_size == 0)
         cfg->db_pool_size = cfg->threads < 2 ? 2 : cfg->threads;
     srv.cfg = *cfg;
@@ -372,8 +420,13 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
         fprintf(stderr, "tallyd: cannot initialise (out of memory or threads)\n");
         return 1;
     }
+    if (ledger_svc_start_writer(srv.ledger) != 0) {
+        fprintf(stderr, "tallyd: cannot start the ledger writer\n");
+        return 1;
+    }
     serve_preload(&srv);
     rc = server_run(&srv);
+    ledger_svc_free(srv.ledger); /* after the drain: no request waits on the writer */
     db_pool_stop(srv.pool);
     mcache_free(srv.metering);
     sodium_free(sk);
@@ -429,6 +482,10 @@ int main(int argc, char **argv)
         rc = cmd_keygen(&cfg, argc, argv, rest, nrest);
     else if (!strcmp(cmd, "catalog"))
         rc = cmd_catalog(&cfg, argc, argv, rest, nrest);
+    else if (!strcmp(cmd, "verify"))
+        rc = cmd_verify(&cfg, argc, argv, rest, nrest);
+    else if (!strcmp(cmd, "export"))
+        rc = cmd_export(&cfg, argc, argv, rest, nrest);
     else if (!strcmp(cmd, "admin"))
         rc = cmd_admin(&cfg, argc, argv, rest, nrest);
     else

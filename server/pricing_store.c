@@ -106,21 +106,82 @@ static const char sql_platform[] =
     "FROM pricing_policy_versions v JOIN pricing_policies p ON p.id = v.policy_id "
     "WHERE p.scope = 'platform' ORDER BY p.id DESC, v.version DESC LIMIT 1";
 
-static int fill(PGresult *r, pstore_version *out)
+/* Row i, columns c0..c0+5: policy_id, version, scope, owner_id, sha256, canonical. */
+static int fill_row(PGresult *r, int i, int c0, pstore_version *out)
 {
     char key[64];
 
-    if (PQntuples(r) != 1)
-        return 0;
-    snprintf(out->policy_id, sizeof out->policy_id, "%s", PQgetvalue(r, 0, 0));
-    out->version = atoi(PQgetvalue(r, 0, 1));
-    snprintf(out->scope, sizeof out->scope, "%s", PQgetvalue(r, 0, 2));
-    snprintf(out->owner_id, sizeof out->owner_id, "%s", PQgetvalue(r, 0, 3));
-    snprintf(out->sha256, sizeof out->sha256, "%s", PQgetvalue(r, 0, 4));
+    snprintf(out->policy_id, sizeof out->policy_id, "%s", PQgetvalue(r, i, c0));
+    out->version = atoi(PQgetvalue(r, i, c0 + 1));
+    snprintf(out->scope, sizeof out->scope, "%s", PQgetvalue(r, i, c0 + 2));
+    snprintf(out->owner_id, sizeof out->owner_id, "%s", PQgetvalue(r, i, c0 + 3));
+    snprintf(out->sha256, sizeof out->sha256, "%s", PQgetvalue(r, i, c0 + 4));
     snprintf(key, sizeof key, "%s/%d", out->policy_id, out->version);
-    out->ref = cache_get(key, PQgetvalue(r, 0, 5));
+    out->ref = cache_get(key, PQgetvalue(r, i, c0 + 5));
     out->policy = out->ref ? out->ref->policy : NULL;
     return out->ref ? 1 : DB_FAILED;
+}
+
+static int fill(PGresult *r, pstore_version *out)
+{
+    return PQntuples(r) == 1 ? fill_row(r, 0, 0, out) : 0;
+}
+
+/* Everything a quote reads, in one round trip (rows tagged p, f, s, u). */
+static const char sql_quote_inputs[] =
+    "WITH pol AS (SELECT v.policy_id, v.version, p.scope, p.owner_id, v.sha256, v.canonical "
+    "  FROM pricing_policy_versions v JOIN pricing_policies p ON p.id = v.policy_id "
+    "  WHERE v.policy_id = $1 AND v.version = COALESCE(NULLIF($2, '0')::integer, "
+    "  (SELECT max(version) FROM pricing_policy_versions WHERE policy_id = $1))), "
+    "plat AS (SELECT v.policy_id, v.version, p.scope, p.owner_id, v.sha256, v.canonical "
+    "  FROM pricing_policy_versions v JOIN pricing_policies p ON p.id = v.policy_id "
+    "  WHERE p.scope = 'platform' ORDER BY p.id DESC, v.version DESC LIMIT 1) "
+    "SELECT 'p', pol.*, NULL::text FROM pol "
+    "UNION ALL SELECT 'f', plat.*, NULL FROM plat "
+    "UNION ALL SELECT 's', NULL, NULL, NULL, NULL, NULL, NULL, s.state::text "
+    "  FROM pricing_period_state s JOIN pol ON s.policy_id = pol.policy_id AND "
+    "  s.policy_version = pol.version WHERE s.tenant_id = $3 AND s.period = $4 "
+    "UNION ALL (SELECT 'u', NULL, NULL, NULL, NULL, NULL, NULL, utilisation_ppm::text "
+    "  FROM capacity_utilisation WHERE device_id = $5 AND region IN ($6, '') "
+    "  ORDER BY region DESC LIMIT 1)";
+
+int pstore_load_quote_inputs(db_conn *db, const pstore_quote_query *q, pstore_version *pol,
+                             pstore_version *plat, pricing_state *state, long long *util)
+{
+    char v[16];
+    const char *p[] = {q->policy_id, v, q->tenant, q->period, q->device, q->region};
+    PGresult *r;
+    int rc = 0;
+
+    memset(pol, 0, sizeof *pol);
+    memset(plat, 0, sizeof *plat);
+    memset(state, 0, sizeof *state);
+    *util = -1;
+    snprintf(v, sizeof v, "%d", q->version);
+    r = db_exec(db, sql_quote_inputs, 6, p);
+    if (!r)
+        return db_last_status(db);
+    for (int i = 0; i < PQntuples(r) && rc >= 0; i++) {
+        char tag = PQgetvalue(r, i, 0)[0];
+        if (tag == 'p')
+            rc = fill_row(r, i, 1, pol);
+        else if (tag == 'f' && fill_row(r, i, 1, plat) < 0)
+            rc = DB_FAILED;
+        else if (tag == 'u')
+            *util = atoll(PQgetvalue(r, i, 7));
+        else if (tag == 's') {
+            json_t *j = json_loads(PQgetvalue(r, i, 7), 0, NULL);
+            if (!j || pstore_state_from_json(j, state) != 0)
+                rc = DB_FAILED;
+            json_decref(j);
+        }
+    }
+    PQclear(r);
+    if (rc < 0) {
+        pstore_release(pol);
+        pstore_release(plat);
+    }
+    return rc;
 }
 
 int pstore_load(db_conn *db, const char *policy_id, int version, pstore_version *out)

@@ -38,6 +38,22 @@ int pstore_load_platform(db_conn *db, pstore_version *out);
 void pstore_release(pstore_version *v);
 void pstore_cache_free(void);
 
+/* What a quote needs, read in one round trip. */
+typedef struct pstore_quote_query {
+    const char *policy_id;
+    int version; /* 0 = latest */
+    const char *tenant, *period, *device, *region;
+} pstore_quote_query;
+
+/*
+ * pstore_load_quote_inputs - the policy version (returns 1, or 0 when there is
+ * none), the platform policy (plat->ref NULL when none), the tenant's period
+ * state (zero when none) and the utilisation (-1 when unknown). Release both
+ * versions with pstore_release.
+ */
+int pstore_load_quote_inputs(db_conn *db, const pstore_quote_query *q, pstore_version *pol,
+                             pstore_version *plat, pricing_state *state, long long *util);
+
 /* Period state (all zero when absent) and live utilisation (-1 when unknown). */
 int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, int version,
                       const char *period, pricing_state *out);

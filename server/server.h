@@ -27,7 +27,7 @@ struct tally_server {
     const signing_key *signing; /* the service's Ed25519 key (sodium_malloc'd, read-only) */
     const route *routes;
     size_t nroutes;
-    int inflight; /* requests accepted and not yet answered (atomic) */
+    int inflight;              /* requests accepted and not yet answered (atomic) */
     struct ledger_svc *ledger; /* the ledger writer and its settings (ledger_svc.h) */
 };
 
