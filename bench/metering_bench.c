@@ -58,8 +58,8 @@ static double rate_normalize(const cat_catalog *cat, const cu_eff_table *eff, do
             int64_t mcu = 0;
             cu_rate r;
             cu_error e;
-            if (cu_normalize(cat, eff, cat_device_id(d), 8, &prof[n % 4], 3600000 + n % 1000,
-                             &mcu, &r, &e) == CU_OK)
+            if (cu_normalize(cat, eff, cat_device_id(d), 8, &prof[n % 4], 3600000 + n % 1000, &mcu,
+                             &r, &e) == CU_OK)
                 sink += mcu;
         }
     } while ((t = now_s() - t0) < secs);
