@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Ledger write throughput beside its limits, all measured in this run:
+#   1. pgbench: one small durable transaction per commit, 8 clients (the commit-rate limit)
+#   2. libsodium Ed25519 signatures per second (the signing limit)
+#   3. single-transfer HTTP requests per second from many connections (group commit)
+#   4. transfers per second through the batch executor (BATCH per transaction)
+# Usage: bench/ledger_bench.sh BUILD_DIR PG_DIR [SECONDS] [CONNECTIONS] [BATCH]
+# PG_DIR is a cluster started with scripts/pg.sh start (durable: fsync on).
+set -euo pipefail
+build=${1:?usage: ledger_bench.sh BUILD_DIR PG_DIR [SECONDS] [CONNECTIONS] [BATCH]}
+pgdir=${2:?PG_DIR}
+secs=${3:-10}; conns=${4:-64}; batch=${5:-256}
+here=$(cd "$(dirname "$0")" && pwd)
+pg="host=$(readlink -f "$pgdir")/run port=${TALLY_PG_PORT:-5432} user=tally"
+db=ledger_bench_$$
+work=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; wait 2>/dev/null || true; psql "$pg dbname=tally" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+psql "$pg dbname=tally" -qc "CREATE DATABASE $db"
+export TALLY_DATABASE_URL="$pg dbname=$db" TALLY_SIGNING_KEY=$work/sk TALLY_KEY_HASH_SECRET=$work/hs
+T=$build/bin/tallyd
+$T keygen --out "$work/sk" >/dev/null
+$T keygen --hash-secret --out "$work/hs" >/dev/null
+$T migrate 2>/dev/null
+key=$($T admin create-account --name bench-admin --role admin | sed -n 's/.*"api_key": "\(tly_[^"]*\)".*/\1/p')
+t1=$($T admin create-account --name t1 --role tenant | sed -n 's/.*"id": "\(acc_[^"]*\)".*/\1/p')
+t2=$($T admin create-account --name t2 --role tenant | sed -n 's/.*"id": "\(acc_[^"]*\)".*/\1/p')
+
+# 1. pgbench: one small durable insert per transaction, 8 clients
+psql "$pg dbname=$db" -qc "CREATE TABLE pgb (id bigserial PRIMARY KEY, v int)"
+echo 'INSERT INTO pgb (v) VALUES (1);' > "$work/one.sql"
+pgb=$(pgbench -n -c 8 -j 2 -T "$secs" -f "$work/one.sql" "$pg dbname=$db" 2>/dev/null |
+      sed -n 's/^tps = \([0-9.]*\).*/\1/p')
+echo "{\"bench\":\"pgbench_single_commit\",\"clients\":8,\"per_s\":${pgb%.*}}"
+
+# 2. signing
+"$build/bin/bench-ledger" sign 2
+
+# 3. HTTP single transfers
+port=$((20000 + $$ % 20000))
+TALLY_LISTEN=127.0.0.1:$port TALLY_ACCESS_LOG=0 TALLY_DB_POOL_SIZE=8 $T serve 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+dep() { curl -s -XPOST "http://127.0.0.1:$port/v1/ledger/deposits" -H "Authorization: Bearer $key" \
+        -H 'Content-Type: application/json' -d "{\"tenant_id\":\"$1\",\"currency\":\"USD\",\"amount\":\"1000000\"}" |
+        sed -n 's/.*"entries":\[{"account":"\(la_[^"]*\)".*/\1/p'; }
+w1=$(dep "$t1"); w2=$(dep "$t2")
+"$build/bin/bench-ledger" http "http://127.0.0.1:$port" "$key" "$w1" "$w2" "$conns" "$secs"
+kill -TERM $pid; wait $pid || true
+$T verify
+
+# 4. the batch executor
+"$build/bin/bench-ledger" batch "$TALLY_DATABASE_URL" "$batch" "$secs"
+$T verify
