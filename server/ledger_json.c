@@ -6,6 +6,7 @@
  * exact decimal strings, times are also given as integer microseconds).
  */
 #include "ledger_svc.h"
+#include "timefmt.h"
 #include "money.h"
 
 #include <sodium.h>
@@ -39,64 +40,12 @@ int ledger_unhex(const char *s, unsigned char *out, size_t n)
 
 void ledger_time_fmt(int64_t us, char *out, size_t cap)
 {
-    time_t secs = (time_t)(us / 1000000);
-    long frac = (long)(us % 1000000);
-    struct tm tm;
-
-    if (frac < 0) {
-        frac += 1000000;
-        secs -= 1;
-    }
-    gmtime_r(&secs, &tm);
-    snprintf(out, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    timefmt_format_us(us, out, cap);
 }
 
 int ledger_time_parse(const char *s, int64_t *out)
 {
-    struct tm tm;
-    int y, mo, d, h, mi, sec, n = 0;
-    long frac = 0;
-    const char *p;
-    time_t t;
-
-    if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 ||
-        n != 19)
-        return -1;
-    p = s + 19;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-            if (digits >= 6)
-                return -1;
-            frac = frac * 10 + (*p - '0');
-        }
-        if (digits == 0)
-            return -1;
-        for (; digits < 6; digits++)
-            frac *= 10;
-    }
-    if (strcmp(p, "Z") != 0 || y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 ||
-        h > 23 || mi > 59 || sec > 59)
-        return -1;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    {
-        struct tm back;
-        gmtime_r(&t, &back);
-        if (back.tm_mday != d || back.tm_mon != mo - 1)
-            return -1; /* e.g. February 30 */
-    }
-    *out = (int64_t)t * 1000000 + frac;
-    return 0;
+    return timefmt_parse_us(s, out);
 }
 
 json_t *ledger_money_json(int64_t micros)

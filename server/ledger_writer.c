@@ -547,7 +547,7 @@ typedef struct bhold {
 } bhold;
 
 typedef struct borig {
-    char id[LEDGER_ACC_MAX];
+    char id[LEDGER_ID_MAX + 1];
     ledger_row row;
     bool reversed;
 } borig;

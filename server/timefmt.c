@@ -22,9 +22,11 @@ static int digits(const char *s, int n, int *out)
     return 0;
 }
 
-int timefmt_parse(const char *s, int64_t *unix_ms)
+/* Parse with at most max_digits fraction digits; result in microseconds. */
+static int parse_us(const char *s, int max_digits, int64_t *unix_us)
 {
-    int y, mo, d, h, mi, sec, ms = 0;
+    int y, mo, d, h, mi, sec;
+    long frac = 0;
     struct tm tm = {0};
     size_t n = s ? strlen(s) : 0;
     const char *p;
@@ -38,14 +40,14 @@ int timefmt_parse(const char *s, int64_t *unix_ms)
     if (*p == '.') {
         int nd = 0;
         for (p++; isdigit((unsigned char)*p); p++, nd++) {
-            if (nd >= 3)
+            if (nd >= max_digits)
                 return -1;
-            ms = ms * 10 + (*p - '0');
+            frac = frac * 10 + (*p - '0');
         }
         if (nd == 0)
             return -1;
-        for (; nd < 3; nd++)
-            ms *= 10;
+        for (; nd < 6; nd++)
+            frac *= 10;
     }
     if (p[0] != 'Z' || p[1] != '\0')
         return -1;
@@ -61,18 +63,51 @@ int timefmt_parse(const char *s, int64_t *unix_ms)
     t = timegm(&tm);
     if (t == (time_t)-1 || tm.tm_mday != d || tm.tm_mon != mo - 1)
         return -1; /* 31 February and friends */
-    *unix_ms = (int64_t)t * 1000 + ms;
+    *unix_us = (int64_t)t * 1000000 + frac;
     return 0;
+}
+
+int timefmt_parse(const char *s, int64_t *unix_ms)
+{
+    int64_t us;
+
+    if (parse_us(s, 3, &us) != 0)
+        return -1;
+    *unix_ms = us / 1000;
+    return 0;
+}
+
+int timefmt_parse_us(const char *s, int64_t *unix_us)
+{
+    return parse_us(s, 6, unix_us);
+}
+
+/* Format with `digits` (3 or 6) fraction digits from a value in 10^-digits seconds. */
+static void format_frac(int64_t v, int64_t per_s, int digits, char *out, size_t len)
+{
+    int64_t secs = v >= 0 ? v / per_s : -((-v + per_s - 1) / per_s);
+    time_t t = (time_t)secs;
+    struct tm tm;
+    char frac[8];
+    int64_t f = v - secs * per_s;
+
+    gmtime_r(&t, &tm);
+    for (int i = digits - 1; i >= 0; i--, f /= 10)
+        frac[i] = (char)('0' + f % 10);
+    frac[digits] = '\0';
+    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%sZ", (tm.tm_year + 1900) % 10000,
+             (tm.tm_mon + 1) % 100, tm.tm_mday % 100, tm.tm_hour % 100, tm.tm_min % 100,
+             tm.tm_sec % 100, frac);
 }
 
 void timefmt_format(int64_t unix_ms, char *out, size_t len)
 {
-    time_t t = (time_t)(unix_ms >= 0 ? unix_ms / 1000 : (unix_ms - 999) / 1000);
-    struct tm tm;
+    format_frac(unix_ms, 1000, 3, out, len);
+}
 
-    gmtime_r(&t, &tm);
-    snprintf(out, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(unix_ms - (int64_t)t * 1000));
+void timefmt_format_us(int64_t unix_us, char *out, size_t len)
+{
+    format_frac(unix_us, 1000000, 6, out, len);
 }
 
 int64_t timefmt_now_ms(void)

@@ -12,6 +12,9 @@
 int timefmt_parse(const char *s, int64_t *unix_ms); /* 0 or -1 */
 void timefmt_format(int64_t unix_ms, char *out, size_t len);
 int64_t timefmt_now_ms(void);
+/* The same at microsecond precision ("…SS[.ffffff]Z" in, "…SS.ffffffZ" out). */
+int timefmt_parse_us(const char *s, int64_t *unix_us);
+void timefmt_format_us(int64_t unix_us, char *out, size_t len);
 /* timefmt_period - "YYYY-MM" of the UTC month containing unix_ms. */
 void timefmt_period(int64_t unix_ms, char out[8]);
 
