@@ -909,6 +909,35 @@ void h_ledger_checkpoints(http_ctx *c)
     http_db(c, read_work, read_done, j, read_free);
 }
 
+/*
+ * The links after a transaction up to the checkpointed head belong to other
+ * owners too. A caller who does not see every account gets each link reduced
+ * to what proves it without revealing it: position, prev_hash, hash and the
+ * service's signature over the hash (the signature covers "tally-txn-v1" ||
+ * hash, so every link is still checked to be the service's own).
+ */
+static json_t *redact_links(json_t *later, const read_job *j)
+{
+    json_t *out, *t;
+    size_t i;
+
+    if (!j->owner[0])
+        return later;
+    out = json_array();
+    json_array_foreach(later, i, t)
+    {
+        json_t *link = json_object();
+        static const char *const keep[] = {"partition", "seq", "prev_hash", "hash", "kid", "sig"};
+        for (size_t k = 0; k < sizeof keep / sizeof keep[0]; k++)
+            if (json_object_get(t, keep[k]))
+                json_object_set(link, keep[k], json_object_get(t, keep[k]));
+        json_object_set_new(link, "redacted", json_true());
+        json_array_append_new(out, link);
+    }
+    json_decref(later);
+    return out;
+}
+
 static const char sql_ckpt_last[] =
     "SELECT " CKPT_COLS " FROM ledger_checkpoints ORDER BY number DESC LIMIT 1";
 static const char sql_later[] = "SELECT " LEDGER_TXN_COLS " FROM ledger_transactions t "
@@ -982,8 +1011,9 @@ static int op_proof(db_conn *db, read_job *j)
             json_array_append_new(path, json_string(hh));
         }
         j->out = json_pack("{s:o,s:o,s:o,s:{s:I,s:I,s:o}}", "transaction", txn, "later",
-                           rows_json(r, PQntuples(r)), "checkpoint", ck, "inclusion", "index",
-                           (json_int_t)proof.index, "size", (json_int_t)proof.size, "path", path);
+                           redact_links(rows_json(r, PQntuples(r)), j), "checkpoint", ck,
+                           "inclusion", "index", (json_int_t)proof.index, "size",
+                           (json_int_t)proof.size, "path", path);
         PQclear(r);
     }
     return 1;

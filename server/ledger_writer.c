@@ -1243,10 +1243,12 @@ static ledger_err build_op(batch *b, ledger_op *op, ledger_txn *t, bhold **hp, b
         return ledger_build_deposit(t, op->acc_wallet, op->acc_other, op->currency, op->amount,
                                     err);
     case LOP_HOLD:
-        *field = "amount";
-        if (op->expires_us <= b->now_us)
+        if (op->expires_us <= b->now_us) {
+            *field = "expires_at";
             return ledger_error_set(err, LEDGER_E_BAD_TIME, -1, "expires_at",
                                     "the hold would already have expired");
+        }
+        *field = "amount";
         if ((e = ledger_build_hold(t, op->acc_wallet, op->acc_holds, op->currency, op->amount,
                                    err)) != LEDGER_OK)
             return e;
