@@ -78,7 +78,8 @@ static evutil_socket_t listen_socket(const char *host, int port, int *bound_port
         return -1;
     }
     if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(fd, 1024) < 0) {
-        fprintf(stderr, "bench-baseline: cannot listen on %s:%d: %s\n", host, port, strerror(errno));
+        fprintf(stderr, "bench-baseline: cannot listen on %s:%d: %s\n", host, port,
+                strerror(errno));
         close(fd);
         return -1;
     }
@@ -105,7 +106,8 @@ static int parse_int(const char *s, const char *what, int lo, int hi)
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || *s == '\0' || *end != '\0' || v < lo || v > hi) {
-        fprintf(stderr, "bench-baseline: %s must be an integer in [%d, %d], got '%s'\n", what, lo, hi, s);
+        fprintf(stderr, "bench-baseline: %s must be an integer in [%d, %d], got '%s'\n", what, lo,
+                hi, s);
         exit(2);
     }
     return (int)v;
@@ -133,9 +135,12 @@ int main(int argc, char **argv)
             usage(stderr);
             return 2;
         }
-        if (!strcmp(a, "--host")) host = argv[++i];
-        else if (!strcmp(a, "--port")) port = parse_int(argv[++i], "--port", 0, 65535);
-        else if (!strcmp(a, "--threads")) nthreads = parse_int(argv[++i], "--threads", 1, 256);
+        if (!strcmp(a, "--host"))
+            host = argv[++i];
+        else if (!strcmp(a, "--port"))
+            port = parse_int(argv[++i], "--port", 0, 65535);
+        else if (!strcmp(a, "--threads"))
+            nthreads = parse_int(argv[++i], "--threads", 1, 256);
         else {
             fprintf(stderr, "bench-baseline: unknown option '%s'\n", a);
             usage(stderr);
@@ -157,21 +162,24 @@ int main(int argc, char **argv)
     }
 
     struct worker *ws = calloc((size_t)nthreads, sizeof *ws);
-    if (!ws) return 1;
+    if (!ws)
+        return 1;
     int bound = port;
     for (int i = 0; i < nthreads; i++) {
         struct worker *w = &ws[i];
         /* With --port 0 the first socket picks the port and the others join it. */
         w->fd = listen_socket(host, bound, &bound);
-        if (w->fd < 0) return 1;
+        if (w->fd < 0)
+            return 1;
         w->base = event_base_new();
         w->http = w->base ? evhttp_new(w->base) : NULL;
         if (!w->http) {
             fputs("bench-baseline: cannot create event base / evhttp\n", stderr);
             return 1;
         }
-        evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-                                                EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+        evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                                EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                                EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
         evhttp_set_gencb(w->http, handle, NULL);
         if (!evhttp_accept_socket_with_handle(w->http, w->fd)) {
             fputs("bench-baseline: evhttp_accept_socket_with_handle failed\n", stderr);
@@ -190,7 +198,8 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    for (int i = 0; i < nthreads; i++) event_base_loopbreak(ws[i].base);
+    for (int i = 0; i < nthreads; i++)
+        event_base_loopbreak(ws[i].base);
     for (int i = 0; i < nthreads; i++) {
         pthread_join(ws[i].thread, NULL);
         evhttp_free(ws[i].http); /* closes the bound socket */

@@ -140,13 +140,16 @@ static int bench_batch(char **argv)
     char wallets[2][LEDGER_ACC_MAX];
 
     if (!db || !ops) {
-        fprintf(stderr, "bench-ledger: %s\n", err);
+        fprintf(stderr, "bench-ledger: %s\n", db ? "out of memory" : err);
+        db_close(db);
+        free(ops);
         return 1;
     }
     crypto_sign_keypair(k.pk, k.sk);
     keyfile_kid(k.pk, k.kid);
     if (!(ls = ledger_svc_new(conninfo, 30000, &k, err, sizeof err))) {
         fprintf(stderr, "bench-ledger: %s\n", err);
+        free(ops);
         return 1;
     }
     /* two tenants funded by a deposit each (accounts are created on the way) */
@@ -157,6 +160,8 @@ static int bench_batch(char **argv)
                                       0, NULL);
         if (!r || PQntuples(r) < 2) {
             fprintf(stderr, "bench-ledger: batch needs two tenant accounts in the database\n");
+            PQclear(r);
+            free(ops);
             return 1;
         }
         for (int i = 0; i < 2; i++) {

@@ -113,6 +113,7 @@ int main(int argc, char **argv)
     cat = cat_load_file(path, &err);
     if (!cat) {
         fprintf(stderr, "bench-metering: %s\n", err.message);
+        free(eff);
         return 1;
     }
     cu_eff_defaults(eff);

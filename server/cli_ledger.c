@@ -571,7 +571,7 @@ static void check_heads_and_checkpoints(verifier *v)
     {
         ledger_checkpoint ck;
         ledger_error err = {0};
-        ledger_hash digest, stored;
+        ledger_hash digest, stored = {0};
         const char *hx = json_string_value(json_object_get(c, "heads"));
         size_t n = hx ? strlen(hx) / 80 : 0;
         ledger_head *heads;
