@@ -5,6 +5,7 @@
  */
 #include "accounts.h"
 #include "ids.h"
+#include "paging.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -47,6 +48,12 @@ static json_t *account_row(PGresult *r, int i)
 {
     return json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1),
                      "role", PQgetvalue(r, i, 2), "created_at", PQgetvalue(r, i, 3));
+}
+
+static json_t *account_page_row(PGresult *r, int i, const void *ctx)
+{
+    (void)ctx;
+    return account_row(r, i);
 }
 
 static json_t *key_row(PGresult *r, int i)
@@ -176,24 +183,15 @@ int accounts_list(db_conn *db, const char *after, int limit, json_t **out)
 {
     char lim[16];
     const char *p[] = {after, lim};
-    json_t *data = json_array();
     PGresult *r;
-    int n;
 
     snprintf(lim, sizeof lim, "%d", limit + 1); /* one more tells whether there is a next page */
     r = db_exec(db, sql_account_list, 2, p);
-    if (!r) {
-        json_decref(data);
+    if (!r)
         return db_last_status(db);
-    }
-    n = PQntuples(r);
-    for (int i = 0; i < n && i < limit; i++)
-        json_array_append_new(data, account_row(r, i));
-    *out = json_pack("{s:o, s:b}", "data", data, "has_more", n > limit);
-    json_object_set_new(*out, "next_after",
-                        n > limit ? json_string(PQgetvalue(r, limit - 1, 0)) : json_null());
+    *out = paging_build(r, limit, account_page_row, NULL);
     PQclear(r);
-    return 1;
+    return *out ? 1 : DB_FAILED;
 }
 
 int keys_list(db_conn *db, const char *account_id, json_t **out)

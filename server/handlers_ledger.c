@@ -12,6 +12,7 @@
 #include "ids.h"
 #include "idempotency.h"
 #include "ledger_svc.h"
+#include "paging.h"
 #include "money.h"
 #include "scope.h"
 #include "server.h"
@@ -510,15 +511,26 @@ static int query_time(http_ctx *c, const char *name, int64_t *out, bool *has)
     return 0;
 }
 
+static json_t *txn_page_row(PGresult *r, int i, const void *ctx)
+{
+    ledger_row row;
+    json_t *out = NULL;
+
+    (void)ctx;
+    if (ledger_row_from_pg(r, i, &row) == 0)
+        out = ledger_txn_json(&row.t, row.info, row.hold_id);
+    ledger_row_clear(&row);
+    return out;
+}
+
 static json_t *rows_json(PGresult *r, int n)
 {
     json_t *arr = json_array();
 
     for (int i = 0; i < n; i++) {
-        ledger_row row;
-        if (ledger_row_from_pg(r, i, &row) == 0)
-            json_array_append_new(arr, ledger_txn_json(&row.t, row.info, row.hold_id));
-        ledger_row_clear(&row);
+        json_t *t = txn_page_row(r, i, NULL);
+        if (t)
+            json_array_append_new(arr, t);
     }
     return arr;
 }
@@ -538,7 +550,6 @@ static int op_txn_list(db_conn *db, read_job *j)
     char from[24], to[24], lim[16];
     const char *p[7];
     PGresult *r;
-    int n;
 
     snprintf(from, sizeof from, "%lld", (long long)j->from_us);
     snprintf(to, sizeof to, "%lld", (long long)j->to_us);
@@ -552,13 +563,9 @@ static int op_txn_list(db_conn *db, read_job *j)
     p[6] = lim;
     if (!(r = db_exec(db, sql_txn_list, 7, p)))
         return db_last_status(db);
-    n = PQntuples(r) > j->limit ? j->limit : PQntuples(r);
-    j->out = json_pack("{s:o,s:b}", "data", rows_json(r, n), "has_more", PQntuples(r) > j->limit);
-    json_object_set_new(j->out, "next_after",
-                        PQntuples(r) > j->limit ? json_string(PQgetvalue(r, n - 1, 0))
-                                                : json_null());
+    j->out = paging_build(r, j->limit, txn_page_row, NULL);
     PQclear(r);
-    return 1;
+    return j->out ? 1 : DB_FAILED;
 }
 
 void h_ledger_txn_list(http_ctx *c)
@@ -648,6 +655,12 @@ static json_t *acct_json(PGresult *r, int i)
     return o;
 }
 
+static json_t *acct_page_row(PGresult *r, int i, const void *ctx)
+{
+    (void)ctx;
+    return acct_json(r, i);
+}
+
 static const char sql_acct_list[] =
     "SELECT " ACCT_COLS " FROM ledger_accounts a WHERE "
     "($1::text IS NULL OR a.owner_id = $1) AND "
@@ -658,26 +671,16 @@ static int op_acct_list(db_conn *db, read_job *j)
     char lim[16];
     const char *p[3];
     PGresult *r;
-    json_t *data = json_array();
-    int n;
 
     snprintf(lim, sizeof lim, "%d", j->limit + 1);
     p[0] = nz(j->owner);
     p[1] = nz(j->after);
     p[2] = lim;
-    if (!(r = db_exec(db, sql_acct_list, 3, p))) {
-        json_decref(data);
+    if (!(r = db_exec(db, sql_acct_list, 3, p)))
         return db_last_status(db);
-    }
-    n = PQntuples(r) > j->limit ? j->limit : PQntuples(r);
-    for (int i = 0; i < n; i++)
-        json_array_append_new(data, acct_json(r, i));
-    j->out = json_pack("{s:o,s:b}", "data", data, "has_more", PQntuples(r) > j->limit);
-    json_object_set_new(j->out, "next_after",
-                        PQntuples(r) > j->limit ? json_string(PQgetvalue(r, n - 1, 0))
-                                                : json_null());
+    j->out = paging_build(r, j->limit, acct_page_row, NULL);
     PQclear(r);
-    return 1;
+    return j->out ? 1 : DB_FAILED;
 }
 
 void h_ledger_accounts_list(http_ctx *c)
@@ -863,6 +866,12 @@ static json_t *ckpt_json(PGresult *r, int i)
     return o;
 }
 
+static json_t *ckpt_page_row(PGresult *r, int i, const void *ctx)
+{
+    (void)ctx;
+    return ckpt_json(r, i);
+}
+
 static const char sql_ckpts[] = "SELECT " CKPT_COLS " FROM ledger_checkpoints WHERE number > "
                                 "$1::bigint ORDER BY number LIMIT $2::integer";
 
@@ -871,23 +880,13 @@ static int op_ckpts(db_conn *db, read_job *j)
     char lim[16];
     const char *p[] = {nz(j->after) ? j->after : "0", lim};
     PGresult *r;
-    json_t *data = json_array();
-    int n;
 
     snprintf(lim, sizeof lim, "%d", j->limit + 1);
-    if (!(r = db_exec(db, sql_ckpts, 2, p))) {
-        json_decref(data);
+    if (!(r = db_exec(db, sql_ckpts, 2, p)))
         return db_last_status(db);
-    }
-    n = PQntuples(r) > j->limit ? j->limit : PQntuples(r);
-    for (int i = 0; i < n; i++)
-        json_array_append_new(data, ckpt_json(r, i));
-    j->out = json_pack("{s:o,s:b}", "data", data, "has_more", PQntuples(r) > j->limit);
-    json_object_set_new(j->out, "next_after",
-                        PQntuples(r) > j->limit ? json_string(PQgetvalue(r, n - 1, 0))
-                                                : json_null());
+    j->out = paging_build(r, j->limit, ckpt_page_row, NULL);
     PQclear(r);
-    return 1;
+    return j->out ? 1 : DB_FAILED;
 }
 
 void h_ledger_checkpoints(http_ctx *c)

@@ -17,6 +17,7 @@
 #include "ids.h"
 #include "metering_req.h"
 #include "money.h"
+#include "paging.h"
 #include "pricing_store.h"
 #include "scope.h"
 #include "server.h"
@@ -299,6 +300,11 @@ static json_t *pol_row(PGresult *r, int i, const struct read_pol *j)
                      PQgetvalue(r, i, 8), "created_by", PQgetvalue(r, i, 9));
 }
 
+static json_t *pol_page_row(PGresult *r, int i, const void *ctx)
+{
+    return pol_row(r, i, ctx);
+}
+
 static int read_pol_work(db_conn *db, void *arg)
 {
     struct read_pol *j = arg;
@@ -397,23 +403,15 @@ static int list_pol_work(db_conn *db, void *arg)
     struct read_pol *j = arg;
     char lim[16];
     const char *p[] = {j->owner, j->after, lim};
-    json_t *data = json_array();
     PGresult *r;
-    int n;
 
     snprintf(lim, sizeof lim, "%d", j->limit + 1);
     r = db_exec(db, sql_pol_list, 3, p);
-    if (!r) {
-        json_decref(data);
+    if (!r)
         return db_last_status(db);
-    }
-    n = PQntuples(r);
-    for (int i = 0; i < n && i < j->limit; i++)
-        json_array_append_new(data, pol_row(r, i, j));
-    j->out = json_pack("{s:o, s:b, s:o}", "data", data, "has_more", n > j->limit, "next_after",
-                       n > j->limit ? json_string(PQgetvalue(r, j->limit - 1, 0)) : json_null());
+    j->out = paging_build(r, j->limit, pol_page_row, j);
     PQclear(r);
-    return 1;
+    return j->out ? 1 : DB_FAILED;
 }
 
 void h_policies_list(http_ctx *c)
