@@ -137,9 +137,13 @@ static json_t *quote_document(const struct quote_job *j, const pstore_version *p
     return doc;
 }
 
+/* One statement: the quote row, committed without waiting for the WAL flush
+ * (set_config(..., true) applies to the statement's own transaction). */
 static const char sql_quote_insert[] =
+    "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "INSERT INTO quotes (id, tenant_id, policy_id, policy_version, currency, total_micros, "
-    "document, kid, signature, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+    "document, kid, signature, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, "
+    "$10::timestamptz FROM cfg";
 
 /* Sign the canonical text and store it; *body becomes document + signature. */
 static int sign_and_store(db_conn *db, const struct quote_job *j, json_t *doc, json_t **body)
@@ -180,9 +184,7 @@ static int sign_and_store(db_conn *db, const struct quote_job *j, json_t *doc, j
                            json_string_value(json_object_get(doc, "expires_at"))};
         /* A quote is a price offer, not a money movement: it need not wait for the
          * WAL flush, and the signed document stands on its own if it were lost. */
-        rc = db_command(db, "SET LOCAL synchronous_commit = off", 0, NULL);
-        if (rc == DB_OK)
-            rc = db_command(db, sql_quote_insert, 10, p);
+        rc = db_command(db, sql_quote_insert, 10, p);
     }
     free(canon);
     if (rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503")) {
@@ -385,7 +387,7 @@ void h_quotes_create(http_ctx *c)
     j->policy_version = (int)version;
     j->valid_for_s = valid;
     j->key = http_server(c)->signing;
-    idem_write_submit(c, op_quote, j, quote_job_free);
+    idem_write_submit_autocommit(c, op_quote, j, quote_job_free);
 }
 
 /* ---- reading a quote ---------------------------------------------------------------- */

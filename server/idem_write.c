@@ -15,6 +15,7 @@ struct idem_write {
     void *arg;
     void (*free_arg)(void *);
     void (*committed)(http_ctx *c);
+    int autocommit; /* see idem_write_submit_autocommit */
     char path[256];
     int status;
     json_t *body;
@@ -58,11 +59,16 @@ static int iw_work(db_conn *db, void *p)
 {
     idem_write *w = p;
     json_t *stored;
-    int rc = db_begin(db);
+    int rc;
 
     json_decref(w->body);
     w->body = NULL;
-    if (rc != DB_OK)
+    if (w->autocommit && !w->idem.key[0]) {
+        w->outcome = IDEM_NEW;
+        rc = w->op(db, w->arg, &w->status, &w->body);
+        return rc == DB_OK ? 1 : rc;
+    }
+    if ((rc = db_begin(db)) != DB_OK)
         return rc;
     if (!w->idem.key[0]) { /* no key: nothing to claim or store, a 4xx just rolls back */
         w->outcome = IDEM_NEW;
@@ -131,8 +137,32 @@ void idem_write_submit(http_ctx *c, idem_write_op op, void *arg, void (*free_arg
     idem_write_submit_then(c, op, arg, free_arg, NULL);
 }
 
+static idem_write *iw_new(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *));
+
+void idem_write_submit_autocommit(http_ctx *c, idem_write_op op, void *arg,
+                                  void (*free_arg)(void *))
+{
+    idem_write *w = iw_new(c, op, arg, free_arg);
+
+    if (w) {
+        w->autocommit = 1;
+        http_db(c, iw_work, iw_done, w, iw_free);
+    }
+}
+
 void idem_write_submit_then(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *),
                             void (*committed)(http_ctx *c))
+{
+    idem_write *w = iw_new(c, op, arg, free_arg);
+
+    if (w) {
+        w->committed = committed;
+        http_db(c, iw_work, iw_done, w, iw_free);
+    }
+}
+
+/* A runner for this request, or NULL after replying (out of memory, bad key header). */
+static idem_write *iw_new(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *))
 {
     idem_write *w = calloc(1, sizeof *w);
 
@@ -140,16 +170,15 @@ void idem_write_submit_then(http_ctx *c, idem_write_op op, void *arg, void (*fre
         if (free_arg)
             free_arg(arg);
         http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
-        return;
+        return NULL;
     }
     w->op = op;
     w->arg = arg;
     w->free_arg = free_arg;
-    w->committed = committed;
     snprintf(w->path, sizeof w->path, "%s", http_path(c));
     if (idem_prepare(c, &w->idem) != 0) {
         iw_free(w);
-        return;
+        return NULL;
     }
-    http_db(c, iw_work, iw_done, w, iw_free);
+    return w;
 }

@@ -38,6 +38,15 @@ void idem_write_submit(http_ctx *c, idem_write_op op, void *arg, void (*free_arg
 void idem_write_submit_then(http_ctx *c, idem_write_op op, void *arg, void (*free_arg)(void *),
                             void (*committed)(http_ctx *c));
 
+/*
+ * idem_write_submit_autocommit - for an operation whose only write is its final
+ * statement (decided after all its reads): without an Idempotency-Key it runs
+ * without an explicit transaction, saving the BEGIN and COMMIT round trips.
+ * With a key it runs exactly like idem_write_submit.
+ */
+void idem_write_submit_autocommit(http_ctx *c, idem_write_op op, void *arg,
+                                  void (*free_arg)(void *));
+
 /* idem_problem - a problem body for an operation to return with its status. */
 json_t *idem_problem(problem_type t, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
