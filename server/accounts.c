@@ -15,9 +15,8 @@ static const char sql_account_insert[] =
     "INSERT INTO accounts (id, name, role) VALUES ($1, $2, $3) "
     "RETURNING id, name, role, to_char(created_at AT TIME ZONE 'UTC', "
     "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
-static const char sql_account_get[] =
-    "SELECT id, name, role, to_char(created_at AT TIME ZONE 'UTC', "
-    "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM accounts WHERE id = $1";
+const char accounts_sql_get[] = "SELECT id, name, role, to_char(created_at AT TIME ZONE 'UTC', "
+                                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM accounts WHERE id = $1";
 static const char sql_account_list[] =
     "SELECT id, name, role, to_char(created_at AT TIME ZONE 'UTC', "
     "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM accounts "
@@ -44,7 +43,7 @@ static const char sql_key_revoke[] =
 static const char sql_audit[] =
     "INSERT INTO audit_events (actor, action, subject, detail) VALUES ($1, $2, $3, $4::jsonb)";
 
-static json_t *account_row(PGresult *r, int i)
+json_t *accounts_row_json(PGresult *r, int i)
 {
     return json_pack("{s:s, s:s, s:s, s:s}", "id", PQgetvalue(r, i, 0), "name", PQgetvalue(r, i, 1),
                      "role", PQgetvalue(r, i, 2), "created_at", PQgetvalue(r, i, 3));
@@ -53,7 +52,7 @@ static json_t *account_row(PGresult *r, int i)
 static json_t *account_page_row(PGresult *r, int i, const void *ctx)
 {
     (void)ctx;
-    return account_row(r, i);
+    return accounts_row_json(r, i);
 }
 
 static json_t *key_row(PGresult *r, int i)
@@ -133,7 +132,7 @@ int accounts_create(db_conn *db, const unsigned char secret[APIKEY_SECRET_LEN], 
     r = db_exec(db, sql_account_insert, 3, p);
     if (!r)
         return db_last_status(db);
-    *out = account_row(r, 0);
+    *out = accounts_row_json(r, 0);
     PQclear(r);
     detail = json_pack("{s:s, s:s}", "name", name, "role", role);
     rc = audit(db, actor ? actor : "cli", "account.create", id, detail);
@@ -154,13 +153,13 @@ int accounts_create(db_conn *db, const unsigned char secret[APIKEY_SECRET_LEN], 
 int accounts_get(db_conn *db, const char *id, json_t **out)
 {
     const char *p[] = {id};
-    PGresult *r = db_exec(db, sql_account_get, 1, p);
+    PGresult *r = db_exec(db, accounts_sql_get, 1, p);
 
     *out = NULL;
     if (!r)
         return db_last_status(db);
     if (PQntuples(r) == 1)
-        *out = account_row(r, 0);
+        *out = accounts_row_json(r, 0);
     PQclear(r);
     return *out ? 1 : 0;
 }
@@ -174,7 +173,7 @@ int accounts_find_by_name(db_conn *db, const char *name, const char *role, json_
     if (!r)
         return db_last_status(db);
     if (PQntuples(r) == 1)
-        *out = account_row(r, 0);
+        *out = accounts_row_json(r, 0);
     PQclear(r);
     return *out ? 1 : 0;
 }

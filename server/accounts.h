@@ -18,6 +18,10 @@
 int accounts_create(db_conn *db, const unsigned char secret[APIKEY_SECRET_LEN], const char *name,
                     const char *role, const char *actor, json_t **out);
 int accounts_get(db_conn *db, const char *id, json_t **out);
+/* The statement behind accounts_get ($1 = id) and its row as JSON, for the
+ * pipelined read path (http_db_query). */
+extern const char accounts_sql_get[];
+json_t *accounts_row_json(PGresult *r, int i);
 /* accounts_list - up to limit accounts with id > after (NULL: from the start), by id. */
 int accounts_list(db_conn *db, const char *after, int limit, json_t **out);
 /* accounts_find_by_name - 1 and *out when an account with this name and role exists. */

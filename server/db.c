@@ -34,20 +34,32 @@ struct db_conn {
     char last_message[256];
 };
 
+#define DB_PIPELINE_MAX 32
+#define DB_QUERY_MAX_PARAMS 8
+
 struct db_job {
-    db_work_fn work;
+    db_work_fn work; /* NULL for a single-statement read (see db_pool_submit_query) */
     db_done_fn done;
     void *arg;
     int status;
     long long queued_ms;
     struct event *ev;
     struct db_job *next;
+    /* single-statement reads */
+    const char *sql;
+    int nparams;
+    const char *params[DB_QUERY_MAX_PARAMS];
+    char *param_buf;
+    PGresult *result;
+    db_query_done_fn qdone;
 };
 
 struct db_pool {
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    struct db_job *head, *tail;
+    pthread_cond_t cv, rcv;
+    struct db_job *head, *tail;   /* general work */
+    struct db_job *rhead, *rtail; /* single-statement reads, for the reader thread */
+    int has_reader;               /* the last connection pipelines reads */
     int stopping;
     int size;
     int timeout_ms;
@@ -155,31 +167,38 @@ static PGresult *conn_finish(db_conn *c, PGresult *r)
     return NULL;
 }
 
-PGresult *db_exec(db_conn *c, const char *sql, int nparams, const char *const *params)
+/* The prepared name of sql on c (preparing it now if needed); -1 when it cannot be. */
+static int prepared_index(db_conn *c, const char *sql, int nparams)
 {
-    int idx = -1;
     char name[16];
+    PGresult *pr;
 
     for (int i = 0; i < c->nprepared; i++)
-        if (c->prepared[i] == sql) {
-            idx = i;
-            break;
-        }
-    if (idx < 0 && c->nprepared < DB_MAX_PREPARED) {
-        PGresult *pr;
-        snprintf(name, sizeof name, "t%d", c->nprepared);
-        pr = PQprepare(c->pg, name, sql, nparams, NULL);
-        if (!result_ok(pr)) {
-            conn_classify(c, pr);
-            PQclear(pr);
-            return NULL;
-        }
+        if (c->prepared[i] == sql)
+            return i;
+    if (c->nprepared >= DB_MAX_PREPARED)
+        return -2;
+    snprintf(name, sizeof name, "t%d", c->nprepared);
+    pr = PQprepare(c->pg, name, sql, nparams, NULL);
+    if (!result_ok(pr)) {
+        conn_classify(c, pr);
         PQclear(pr);
-        idx = c->nprepared;
-        c->prepared[c->nprepared++] = sql;
+        return -1;
     }
-    if (idx < 0)
+    PQclear(pr);
+    c->prepared[c->nprepared] = sql;
+    return c->nprepared++;
+}
+
+PGresult *db_exec(db_conn *c, const char *sql, int nparams, const char *const *params)
+{
+    int idx = prepared_index(c, sql, nparams);
+    char name[16];
+
+    if (idx == -2)
         return db_exec_dynamic(c, sql, nparams, params);
+    if (idx < 0)
+        return NULL;
     snprintf(name, sizeof name, "t%d", idx);
     return conn_finish(c, PQexecPrepared(c->pg, name, nparams, params, NULL, NULL, 0));
 }
@@ -299,42 +318,174 @@ static int job_run(db_pool *p, db_conn *c, struct db_job *j)
     return st;
 }
 
+/* Run one read alone (outside a pipeline); sets j->status and j->result. */
+static void query_run_one(db_conn *c, struct db_job *j)
+{
+    j->result = db_exec(c, j->sql, j->nparams, j->params);
+    j->status = j->result ? DB_OK : c->last_status;
+}
+
+/*
+ * Run up to DB_PIPELINE_MAX single-statement reads in one round trip (libpq
+ * pipeline mode). A read that fails makes the ones after it abort; those are
+ * re-run one by one. A connection found dead before anything ran is reopened
+ * and the whole batch re-run once (reads are safe to repeat).
+ */
+static void query_run_batch(db_pool *p, db_conn *c, struct db_job **jobs, int n)
+{
+    int idx[DB_PIPELINE_MAX];
+    int sent = 0, got = 0;
+
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int was_connected = c->pg && c->state == CONN_IDLE;
+        if (conn_ensure(c) != 0)
+            break;
+        for (int i = 0; i < n; i++)
+            idx[i] =
+                c->state == CONN_BROKEN ? -1 : prepared_index(c, jobs[i]->sql, jobs[i]->nparams);
+        if (c->state == CONN_BROKEN) {
+            if (was_connected && attempt == 0) {
+                __atomic_add_fetch(&p->reconnects, 1, __ATOMIC_RELAXED);
+                c->last_attempt_ms = 0;
+                continue;
+            }
+            break;
+        }
+        if (PQenterPipelineMode(c->pg) != 1)
+            break;
+        __atomic_store_n(&c->state, CONN_BUSY, __ATOMIC_RELAXED);
+        for (sent = 0; sent < n; sent++) {
+            char name[16];
+            if (idx[sent] < 0)
+                break; /* could not prepare: run it alone below */
+            snprintf(name, sizeof name, "t%d", idx[sent]);
+            if (!PQsendQueryPrepared(c->pg, name, jobs[sent]->nparams, jobs[sent]->params, NULL,
+                                     NULL, 0))
+                break;
+        }
+        PQpipelineSync(c->pg);
+        for (got = 0; got < sent; got++) {
+            PGresult *r = PQgetResult(c->pg), *end;
+            if (!r)
+                break;
+            end = PQgetResult(c->pg); /* NULL closes each statement's results */
+            if (end)
+                PQclear(end);
+            if (PQresultStatus(r) == PGRES_TUPLES_OK || PQresultStatus(r) == PGRES_COMMAND_OK) {
+                jobs[got]->result = r;
+                jobs[got]->status = DB_OK;
+            } else if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED) {
+                PQclear(r);
+                jobs[got]->status = 1; /* re-run alone */
+            } else {
+                jobs[got]->status = conn_classify(c, r);
+                PQclear(r);
+            }
+        }
+        for (PGresult *r; (r = PQgetResult(c->pg)) && PQresultStatus(r) != PGRES_PIPELINE_SYNC;)
+            PQclear(r);
+        PQexitPipelineMode(c->pg);
+        if (PQstatus(c->pg) != CONNECTION_OK) {
+            c->state = CONN_BROKEN;
+            if (got == 0 && was_connected && attempt == 0) {
+                __atomic_add_fetch(&p->reconnects, 1, __ATOMIC_RELAXED);
+                c->last_attempt_ms = 0;
+                continue;
+            }
+        } else {
+            __atomic_store_n(&c->state, CONN_IDLE, __ATOMIC_RELAXED);
+        }
+        break;
+    }
+    for (int i = 0; i < n; i++) {
+        if (jobs[i]->result || (jobs[i]->status < 0 && i < got))
+            continue;
+        if (c->state == CONN_BROKEN && conn_ensure(c) != 0) {
+            jobs[i]->status = DB_UNAVAILABLE;
+            continue;
+        }
+        query_run_one(c, jobs[i]);
+    }
+}
+
 struct thread_arg {
     db_pool *pool;
     db_conn *conn;
+    int reader;
 };
+
+/* Account for a finished job and hand it back to its loop. */
+static void job_complete(db_pool *p, struct db_job *j)
+{
+    __atomic_add_fetch(&p->jobs, 1, __ATOMIC_RELAXED);
+    if (j->status == DB_UNAVAILABLE || j->status == DB_FAILED)
+        __atomic_add_fetch(&p->failures, 1, __ATOMIC_RELAXED);
+    event_active(j->ev, 0, 0);
+}
+
+/* Take one job, or a run of up to DB_PIPELINE_MAX reads, from a queue (mu held). */
+static int dequeue(db_pool *p, struct db_job **headp, struct db_job **tailp, struct db_job **batch)
+{
+    struct db_job *j;
+    int n = 0;
+
+    do {
+        j = *headp;
+        *headp = j->next;
+        if (!*headp)
+            *tailp = NULL;
+        p->queued--;
+        batch[n++] = j;
+    } while (!j->work && n < DB_PIPELINE_MAX && *headp && !(*headp)->work);
+    return n;
+}
+
+static void run_batch(db_pool *p, db_conn *c, struct db_job **batch, int n)
+{
+    if (!batch[0]->work) {
+        struct db_job *live[DB_PIPELINE_MAX];
+        int nl = 0;
+        for (int i = 0; i < n; i++) {
+            if (now_ms() - batch[i]->queued_ms > p->timeout_ms)
+                batch[i]->status = DB_UNAVAILABLE; /* the caller has given up */
+            else
+                live[nl++] = batch[i];
+        }
+        if (nl)
+            query_run_batch(p, c, live, nl);
+    } else if (now_ms() - batch[0]->queued_ms > p->timeout_ms) {
+        batch[0]->status = DB_UNAVAILABLE; /* waited too long: the caller has given up */
+    } else {
+        batch[0]->status = job_run(p, c, batch[0]);
+    }
+    for (int i = 0; i < n; i++)
+        job_complete(p, batch[i]);
+}
 
 static void *db_thread_main(void *arg)
 {
     struct thread_arg *ta = arg;
     db_pool *p = ta->pool;
     db_conn *c = ta->conn;
+    int reader = ta->reader;
 
     free(ta);
     for (;;) {
-        struct db_job *j;
+        struct db_job *batch[DB_PIPELINE_MAX];
+        struct db_job **headp = reader ? &p->rhead : &p->head;
+        struct db_job **tailp = reader ? &p->rtail : &p->tail;
+        int n;
+
         pthread_mutex_lock(&p->mu);
-        while (!p->head && !p->stopping)
-            pthread_cond_wait(&p->cv, &p->mu);
-        if (!p->head) {
+        while (!*headp && !p->stopping)
+            pthread_cond_wait(reader ? &p->rcv : &p->cv, &p->mu);
+        if (!*headp) {
             pthread_mutex_unlock(&p->mu);
             break;
         }
-        j = p->head;
-        p->head = j->next;
-        if (!p->head)
-            p->tail = NULL;
-        p->queued--;
+        n = dequeue(p, headp, tailp, batch);
         pthread_mutex_unlock(&p->mu);
-
-        if (now_ms() - j->queued_ms > p->timeout_ms)
-            j->status = DB_UNAVAILABLE; /* waited too long: the caller has given up */
-        else
-            j->status = job_run(p, c, j);
-        __atomic_add_fetch(&p->jobs, 1, __ATOMIC_RELAXED);
-        if (j->status == DB_UNAVAILABLE || j->status == DB_FAILED)
-            __atomic_add_fetch(&p->failures, 1, __ATOMIC_RELAXED);
-        event_active(j->ev, 0, 0);
+        run_batch(p, c, batch, n);
     }
     return NULL;
 }
@@ -343,7 +494,15 @@ static void job_fire(evutil_socket_t fd, short what, void *arg)
 {
     struct db_job *j = arg;
 
-    j->done(j->status, j->arg);
+    if (j->qdone) {
+        PGresult *r = j->status == DB_OK ? j->result : NULL;
+        if (!r && j->result)
+            PQclear(j->result);
+        j->qdone(j->status == DB_OK ? DB_OK : j->status, r, j->arg);
+        free(j->param_buf);
+    } else {
+        j->done(j->status, j->arg);
+    }
     event_free(j->ev);
     free(j);
 }
@@ -356,7 +515,9 @@ db_pool *db_pool_start(const char *conninfo, int size, int timeout_ms)
         return NULL;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv, NULL);
+    pthread_cond_init(&p->rcv, NULL);
     p->size = size;
+    p->has_reader = size >= 2;
     p->timeout_ms = timeout_ms;
     p->conninfo = strdup(conninfo);
     p->threads = calloc((size_t)size, sizeof *p->threads);
@@ -371,6 +532,7 @@ db_pool *db_pool_start(const char *conninfo, int size, int timeout_ms)
         p->conns[i].timeout_ms = timeout_ms;
         ta->pool = p;
         ta->conn = &p->conns[i];
+        ta->reader = p->has_reader && i == size - 1;
         if (pthread_create(&p->threads[i], NULL, db_thread_main, ta) != 0) {
             free(ta);
             p->size = i;
@@ -390,6 +552,7 @@ void db_pool_stop(db_pool *p)
     pthread_mutex_lock(&p->mu);
     p->stopping = 1;
     pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->rcv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 0; i < p->size; i++)
         pthread_join(p->threads[i], NULL);
@@ -398,10 +561,28 @@ void db_pool_stop(db_pool *p)
             PQfinish(p->conns[i].pg);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->rcv);
     free(p->threads);
     free(p->conns);
     free(p->conninfo);
     free(p);
+}
+
+static void pool_enqueue(db_pool *p, struct db_job *j)
+{
+    int to_reader = !j->work && p->has_reader;
+    struct db_job **headp = to_reader ? &p->rhead : &p->head;
+    struct db_job **tailp = to_reader ? &p->rtail : &p->tail;
+
+    pthread_mutex_lock(&p->mu);
+    if (*tailp)
+        (*tailp)->next = j;
+    else
+        *headp = j;
+    *tailp = j;
+    p->queued++;
+    pthread_cond_signal(to_reader ? &p->rcv : &p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 int db_pool_submit(db_pool *p, struct event_base *base, db_work_fn work, db_done_fn done, void *arg)
@@ -419,15 +600,44 @@ int db_pool_submit(db_pool *p, struct event_base *base, db_work_fn work, db_done
         free(j);
         return -1;
     }
-    pthread_mutex_lock(&p->mu);
-    if (p->tail)
-        p->tail->next = j;
-    else
-        p->head = j;
-    p->tail = j;
-    p->queued++;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
+    pool_enqueue(p, j);
+    return 0;
+}
+
+int db_pool_submit_query(db_pool *p, struct event_base *base, const char *sql, int nparams,
+                         const char *const *params, db_query_done_fn done, void *arg)
+{
+    struct db_job *j;
+    size_t total = 0, off = 0;
+
+    if (nparams < 0 || nparams > DB_QUERY_MAX_PARAMS)
+        return -1;
+    for (int i = 0; i < nparams; i++)
+        total += params[i] ? strlen(params[i]) + 1 : 0;
+    j = calloc(1, sizeof *j);
+    if (!j || !(j->param_buf = malloc(total ? total : 1))) {
+        free(j);
+        return -1;
+    }
+    for (int i = 0; i < nparams; i++) {
+        if (!params[i])
+            continue;
+        memcpy(j->param_buf + off, params[i], strlen(params[i]) + 1);
+        j->params[i] = j->param_buf + off;
+        off += strlen(params[i]) + 1;
+    }
+    j->sql = sql;
+    j->nparams = nparams;
+    j->qdone = done;
+    j->arg = arg;
+    j->queued_ms = now_ms();
+    j->ev = event_new(base, -1, 0, job_fire, j);
+    if (!j->ev) {
+        free(j->param_buf);
+        free(j);
+        return -1;
+    }
+    pool_enqueue(p, j);
     return 0;
 }
 

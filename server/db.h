@@ -49,6 +49,17 @@ int db_pool_submit(db_pool *p, struct event_base *base, db_work_fn work, db_done
                    void *arg);
 void db_pool_stats(db_pool *p, db_stats *out);
 
+/* Completion of a single-statement read: r (DB_OK only) belongs to the callee. */
+typedef void (*db_query_done_fn)(int status, PGresult *r, void *arg);
+/*
+ * db_pool_submit_query - one read-only statement (sql with static storage, at
+ * most 8 text parameters, copied). A database thread sends the reads queued
+ * together in one round trip (pipeline mode). done runs on base with the
+ * result, or with DB_UNAVAILABLE / DB_FAILED and NULL.
+ */
+int db_pool_submit_query(db_pool *p, struct event_base *base, const char *sql, int nparams,
+                         const char *const *params, db_query_done_fn done, void *arg);
+
 /*
  * db_connect - a synchronous connection for command-line tools (migrate, admin),
  * which are not event loops. Returns NULL and fills err on failure.

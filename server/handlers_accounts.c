@@ -154,9 +154,16 @@ static void read_submit(http_ctx *c, const char *id, int (*op)(db_conn *, struct
     http_db(c, read_work, read_done, j, read_job_free);
 }
 
-static int op_account_get(db_conn *db, struct read_job *j)
+static void account_got(http_ctx *c, PGresult *r, void *arg)
 {
-    return accounts_get(db, j->id, &j->out);
+    json_t *out = PQntuples(r) == 1 ? accounts_row_json(r, 0) : NULL;
+
+    (void)arg;
+    PQclear(r);
+    if (out)
+        http_reply_json(c, 200, out);
+    else
+        http_reply_problem(c, PROB_NOT_FOUND, "no such account", NULL);
 }
 
 void h_accounts_get(http_ctx *c)
@@ -165,7 +172,10 @@ void h_accounts_get(http_ctx *c)
 
     if (val_path_id(c, "id", "acc", &id) || !may_act(c, id))
         return;
-    read_submit(c, id, op_account_get);
+    {
+        const char *p[] = {id};
+        http_db_query(c, accounts_sql_get, 1, p, account_got, NULL, NULL);
+    }
 }
 
 static int op_account_list(db_conn *db, struct read_job *j)

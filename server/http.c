@@ -38,6 +38,7 @@ struct http_ctx {
     /* pending database work */
     http_work_fn work;
     http_done_fn done;
+    http_query_done_fn query_done;
     void *arg;
     void (*free_arg)(void *);
     int status; /* reply status, for the log */
@@ -271,6 +272,36 @@ void http_db(http_ctx *c, http_work_fn work, http_done_fn done, void *arg, void 
     }
 }
 
+static void ctx_query_done(int status, PGresult *r, void *arg)
+{
+    http_ctx *c = arg;
+
+    if (status != DB_OK) {
+        if (c->free_arg)
+            c->free_arg(c->arg);
+        if (status == DB_FAILED)
+            http_reply_problem(c, PROB_INTERNAL, "a database statement failed unexpectedly", NULL);
+        else
+            http_reply_problem(c, PROB_DB_UNAVAILABLE,
+                               "the database is unreachable or overloaded; retry shortly", NULL);
+        return;
+    }
+    c->query_done(c, r, c->arg);
+}
+
+void http_db_query(http_ctx *c, const char *sql, int nparams, const char *const *params,
+                   http_query_done_fn done, void *arg, void (*free_arg)(void *))
+{
+    c->query_done = done;
+    c->arg = arg;
+    c->free_arg = free_arg;
+    if (db_pool_submit_query(c->srv->pool, c->base, sql, nparams, params, ctx_query_done, c) != 0) {
+        if (free_arg)
+            free_arg(arg);
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+    }
+}
+
 /* ---- intake ------------------------------------------------------------------------ */
 
 static int method_of(enum evhttp_cmd_type t)
@@ -382,25 +413,6 @@ static const char sql_auth[] =
     "SELECT k.id, k.account_id, a.role FROM api_keys k JOIN accounts a ON a.id = k.account_id "
     "WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND a.disabled_at IS NULL";
 
-static int auth_work(db_conn *db, void *arg)
-{
-    struct auth_job *j = arg;
-    const char *p[] = {j->key_hash};
-    PGresult *r = db_exec(db, sql_auth, 1, p);
-    int found;
-
-    if (!r)
-        return db_last_status(db);
-    found = PQntuples(r) == 1;
-    if (found) {
-        snprintf(j->id.key_id, sizeof j->id.key_id, "%s", PQgetvalue(r, 0, 0));
-        snprintf(j->id.account_id, sizeof j->id.account_id, "%s", PQgetvalue(r, 0, 1));
-        j->id.role = role_from_name(PQgetvalue(r, 0, 2));
-    }
-    PQclear(r);
-    return found;
-}
-
 static void auth_accept(http_ctx *c, const auth_identity *id)
 {
     memcpy(c->caller.account_id, id->account_id, sizeof c->caller.account_id);
@@ -409,15 +421,20 @@ static void auth_accept(http_ctx *c, const auth_identity *id)
     call_handler(c);
 }
 
-static void auth_done(http_ctx *c, int found, void *arg)
+static void auth_done(http_ctx *c, PGresult *r, void *arg)
 {
     struct auth_job *j = arg;
 
-    if (!found) {
+    if (PQntuples(r) != 1) {
+        PQclear(r);
         free(j);
         http_reply_problem(c, PROB_UNAUTHENTICATED, "the API key is unknown or revoked", NULL);
         return;
     }
+    snprintf(j->id.key_id, sizeof j->id.key_id, "%s", PQgetvalue(r, 0, 0));
+    snprintf(j->id.account_id, sizeof j->id.account_id, "%s", PQgetvalue(r, 0, 1));
+    j->id.role = role_from_name(PQgetvalue(r, 0, 2));
+    PQclear(r);
     auth_cache_put(c->srv->auth, j->key_hash, &j->id);
     auth_accept(c, &j->id);
     free(j);
@@ -450,7 +467,10 @@ static void authenticate(http_ctx *c)
         return;
     }
     metrics_count_auth_cache(c->srv->metrics, 0);
-    http_db(c, auth_work, auth_done, j, free);
+    {
+        const char *p[] = {j->key_hash};
+        http_db_query(c, sql_auth, 1, p, auth_done, j, free);
+    }
 }
 
 void http_dispatch(struct evhttp_request *req, void *arg);

@@ -12,6 +12,7 @@
 #include "problem.h"
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stddef.h>
 
 typedef struct http_ctx http_ctx;
@@ -78,5 +79,15 @@ void http_set_header(http_ctx *c, const char *name, const char *value);
  */
 void http_db(http_ctx *c, http_work_fn work, http_done_fn done, void *arg,
              void (*free_arg)(void *));
+
+/* A read of one statement: done(c, r, arg) gets the result (it PQclear()s it). */
+typedef void (*http_query_done_fn)(http_ctx *c, PGresult *r, void *arg);
+/*
+ * http_db_query - run one read-only statement (static SQL, at most 8 parameters,
+ * copied) through the pool's pipelined read path; failures reply 503/500 like
+ * http_db (free_arg releases arg then).
+ */
+void http_db_query(http_ctx *c, const char *sql, int nparams, const char *const *params,
+                   http_query_done_fn done, void *arg, void (*free_arg)(void *));
 
 #endif

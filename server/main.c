@@ -48,7 +48,7 @@ static const char usage[] =
     "  --database-url     TALLY_DATABASE_URL     libpq connection string or URI (required)\n"
     "  --listen           TALLY_LISTEN           HOST:PORT to serve on (127.0.0.1:8080)\n"
     "  --threads          TALLY_THREADS          HTTP worker threads (number of CPUs)\n"
-    "  --db-pool-size     TALLY_DB_POOL_SIZE     database connections (threads, at least 2)\n"
+    "  --db-pool-size     TALLY_DB_POOL_SIZE     database connections (threads + 1)\n"
     "  --signing-key      TALLY_SIGNING_KEY      path of the Ed25519 signing key (serve)\n"
     "  --key-hash-secret  TALLY_KEY_HASH_SECRET  path of the API-key hashing secret\n"
     "  --max-body-bytes   TALLY_MAX_BODY_BYTES   largest request body (1048576)\n"
@@ -409,7 +409,7 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
         return EXIT_USAGE;
     }
     if (cfg->db_pool_size == 0)
-        cfg->db_pool_size = cfg->threads < 2 ? 2 : cfg->threads;
+        cfg->db_pool_size = cfg->threads + 1; /* one per worker, plus the pipelined reader */
     srv.cfg = *cfg;
     srv.routes = tally_routes;
     srv.nroutes = tally_routes_count;
