@@ -382,8 +382,13 @@ static void query_run_batch(db_pool *p, db_conn *c, struct db_job **jobs, int n)
                 PQclear(r);
             }
         }
-        for (PGresult *r; (r = PQgetResult(c->pg)) && PQresultStatus(r) != PGRES_PIPELINE_SYNC;)
+        for (;;) { /* drain up to and including the sync */
+            PGresult *r = PQgetResult(c->pg);
+            int sync = r && PQresultStatus(r) == PGRES_PIPELINE_SYNC;
             PQclear(r);
+            if (!r || sync)
+                break;
+        }
         PQexitPipelineMode(c->pg);
         if (PQstatus(c->pg) != CONNECTION_OK) {
             c->state = CONN_BROKEN;
