@@ -403,7 +403,7 @@ static void query_run_batch(db_pool *p, db_conn *c, struct db_job **jobs, int n)
         break;
     }
     for (int i = 0; i < n; i++) {
-        if (jobs[i]->result || (jobs[i]->status < 0 && i < got))
+        if (jobs[i]->result || (i < got && jobs[i]->status < 0))
             continue;
         if (c->state == CONN_BROKEN && conn_ensure(c) != 0) {
             jobs[i]->status = DB_UNAVAILABLE;
