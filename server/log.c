@@ -11,6 +11,10 @@
 #include <unistd.h>
 
 static int quiet;
+/* Per-thread access-log buffer (event-loop threads only; see log_access_buffered). */
+static __thread char access_buf[32768];
+static __thread size_t access_len;
+static __thread int access_buffered;
 
 void log_set_quiet(int q)
 {
@@ -19,13 +23,20 @@ void log_set_quiet(int q)
 
 static void iso_now(char *buf, size_t len)
 {
+    /* The "YYYY-MM-DDTHH:MM:SS" part only changes once a second: keep it per thread. */
+    static __thread time_t last_sec = -1;
+    static __thread char prefix[40];
     struct timespec ts;
-    struct tm tm;
 
     clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000);
+    if (ts.tv_sec != last_sec) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        last_sec = ts.tv_sec;
+    }
+    snprintf(buf, len, "%s.%03ldZ", prefix, ts.tv_nsec / 1000000);
 }
 
 void log_json(json_t *fields)
@@ -147,7 +158,32 @@ void log_access(const char *method, const char *route, const char *path, int sta
         o = sizeof line - 2;
     line[o++] = '}';
     line[o++] = '\n';
-    if (write(STDERR_FILENO, line, o) < 0) {
-        /* nothing sensible to do when stderr is gone */
+    if (!access_buffered || o > sizeof access_buf) {
+        if (write(STDERR_FILENO, line, o) < 0) {
+            /* nothing sensible to do when stderr is gone */
+        }
+        return;
     }
+    if (access_len + o > sizeof access_buf)
+        log_access_flush();
+    memcpy(access_buf + access_len, line, o);
+    access_len += o;
+}
+
+void log_access_buffered(int on)
+{
+    access_buffered = on;
+}
+
+void log_access_flush(void)
+{
+    size_t off = 0;
+
+    while (off < access_len) {
+        ssize_t n = write(STDERR_FILENO, access_buf + off, access_len - off);
+        if (n <= 0)
+            break; /* stderr is gone: drop the lines */
+        off += (size_t)n;
+    }
+    access_len = 0;
 }

@@ -21,6 +21,15 @@ void log_json(json_t *fields);
  */
 void log_access(const char *method, const char *route, const char *path, int status, double ms,
                 size_t bytes, const char *request_id, const char *account_id);
+/*
+ * log_access_buffered - on an event-loop thread, keep access lines in a
+ * per-thread 32 KiB buffer written out by log_access_flush (which the loop
+ * calls every 50 ms and on exit) or when full: one write(2) for many requests
+ * instead of one each. Lines of the last 50 ms are lost if the process is
+ * killed with SIGKILL; error lines are never buffered.
+ */
+void log_access_buffered(int on);
+void log_access_flush(void);
 /* log_set_quiet - suppress info lines (command-line tools). */
 void log_set_quiet(int quiet);
 

@@ -104,11 +104,24 @@ static int worker_init(struct worker *w, struct tally_server *srv, int fd)
     return w->bound ? 0 : -1;
 }
 
+static void flush_access_log(evutil_socket_t fd, short what, void *arg)
+{
+    log_access_flush();
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    struct timeval every = {0, 50000};
+    struct event *flush = event_new(w->base, -1, EV_PERSIST, flush_access_log, NULL);
 
+    log_access_buffered(flush != NULL);
+    if (flush)
+        event_add(flush, &every);
     event_base_dispatch(w->base);
+    if (flush)
+        event_free(flush);
+    log_access_flush();
     return NULL;
 }
 

@@ -178,7 +178,7 @@ Test(http, access_log_has_one_json_line_per_request)
     r = http_request(&srv, "GET", path, srv.admin_key, hdr, NULL, 0);
     cr_assert_eq(r.status, 200);
     http_resp_free(&r);
-    usleep(100000);
+    usleep(300000); /* access lines are flushed every 50 ms */
     log = tallyd_log(&srv);
     line = strstr(log, "\"request_id\":\"log-check-42\"");
     cr_assert(line, "no access log line for the request:\n%s", log);
