@@ -48,8 +48,7 @@ const char *cu_status_message(cu_status s)
     return (unsigned)s <= CU_ERR_TABLE_FULL ? status_text[s].message : "unknown error";
 }
 
-/* Fill err (if any) and return code, so callers can `return fail(...)`. */
-static cu_status fail(cu_error *err, cu_status code, const char *field, const char *fmt, ...)
+cu_status cu_fail(cu_error *err, cu_status code, const char *field, const char *fmt, ...)
 {
     if (err) {
         va_list ap;
@@ -96,22 +95,22 @@ static int pick_precision(const cat_device *dev, const cu_profile *p, cat_precis
 static cu_status check_profile(const cu_profile *p, cu_error *err)
 {
     if (!p || (unsigned)p->cls >= CU_CLASS_COUNT || (unsigned)p->precision >= CAT_PRECISION_COUNT)
-        return fail(err, CU_ERR_UNKNOWN_PROFILE, "profile", "profile is missing or malformed");
+        return cu_fail(err, CU_ERR_UNKNOWN_PROFILE, "profile", "profile is missing or malformed");
     if (p->intensity_milli < 0)
-        return fail(err, CU_ERR_NEGATIVE, "profile.intensity", "intensity must not be negative");
+        return cu_fail(err, CU_ERR_NEGATIVE, "profile.intensity", "intensity must not be negative");
     if (p->intensity_milli < CU_MIN_INTENSITY || p->intensity_milli > CU_MAX_INTENSITY)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "profile.intensity",
-                    "intensity must be in [0.001, 1000000] FLOP/byte");
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "profile.intensity",
+                       "intensity must be in [0.001, 1000000] FLOP/byte");
     return CU_OK;
 }
 
 static cu_status check_count(int64_t count, cu_error *err)
 {
     if (count < 0)
-        return fail(err, CU_ERR_NEGATIVE, "count", "count must not be negative");
+        return cu_fail(err, CU_ERR_NEGATIVE, "count", "count must not be negative");
     if (count == 0 || count > CU_MAX_COUNT)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "count", "count must be in [1, %lld]",
-                    (long long)CU_MAX_COUNT);
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "count", "count must be in [1, %lld]",
+                       (long long)CU_MAX_COUNT);
     return CU_OK;
 }
 
@@ -121,17 +120,17 @@ cu_status cu_rate_for(const cat_catalog *cat, const cu_eff_table *eff, const cha
     cu_status st;
     cu_rate r = {0};
     if (!cat || !out)
-        return fail(err, CU_ERR_INVALID, "catalog", "catalog and output are required");
+        return cu_fail(err, CU_ERR_INVALID, "catalog", "catalog and output are required");
     r.device = cat_find(cat, device_id);
     if (!r.device)
-        return fail(err, CU_ERR_UNKNOWN_DEVICE, "device", "unknown device '%s'",
-                    device_id ? device_id : "(null)");
+        return cu_fail(err, CU_ERR_UNKNOWN_DEVICE, "device", "unknown device '%s'",
+                       device_id ? device_id : "(null)");
     if ((st = check_count(count, err)) != CU_OK || (st = check_profile(profile, err)) != CU_OK)
         return st;
     if (pick_precision(r.device, profile, &r.precision) != 0)
-        return fail(err, CU_ERR_PRECISION_UNSUPPORTED, "profile.precision",
-                    "device '%s' has no %s throughput", device_id,
-                    cat_precision_name(profile->precision));
+        return cu_fail(err, CU_ERR_PRECISION_UNSUPPORTED, "profile.precision",
+                       "device '%s' has no %s throughput", device_id,
+                       cat_precision_name(profile->precision));
     /* Catalog bounds keep these products far inside int64 (1e12 and 1e16). */
     r.peak_gflops = cat_device_peak_gflops(r.device, r.precision);
     r.mem_roof_mflops = profile->intensity_milli * cat_device_bandwidth_gbps(r.device);
@@ -144,7 +143,7 @@ cu_status cu_rate_for(const cat_catalog *cat, const cu_eff_table *eff, const cha
     r.rate_mcu_per_hour = (int64_t)div_half_even(per_hour, DENOM_E15);
     i128 total = div_half_even(per_hour * count, DENOM_E15);
     if (total > INT64_MAX)
-        return fail(err, CU_ERR_OVERFLOW, "count", "rate overflows");
+        return cu_fail(err, CU_ERR_OVERFLOW, "count", "rate overflows");
     r.total_mcu_per_hour = (int64_t)total;
     *out = r;
     return CU_OK;
@@ -157,21 +156,21 @@ cu_status cu_normalize(const cat_catalog *cat, const cu_eff_table *eff, const ch
     cu_rate r;
     cu_status st;
     if (!mcu_out)
-        return fail(err, CU_ERR_INVALID, "output", "output is required");
+        return cu_fail(err, CU_ERR_INVALID, "output", "output is required");
     if ((st = cu_rate_for(cat, eff, device_id, count, profile, &r, err)) != CU_OK)
         return st;
     if (wall_ms < 0)
-        return fail(err, CU_ERR_NEGATIVE, "duration", "duration must not be negative");
+        return cu_fail(err, CU_ERR_NEGATIVE, "duration", "duration must not be negative");
     if (wall_ms > CU_MAX_WALL_MS)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "duration", "duration exceeds 100 years");
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "duration", "duration exceeds 100 years");
     /* roof <= 1e15, eff <= 1e6, count <= 1e6, ms <= 3.2e12: product <= 3.2e39
      * can exceed int128 (1.7e38) only in theory; check instead of assuming. */
     i128 num;
     if (__builtin_mul_overflow((i128)r.roof_mflops * r.eff_ppm, (i128)count * wall_ms, &num))
-        return fail(err, CU_ERR_OVERFLOW, "duration", "work overflows");
+        return cu_fail(err, CU_ERR_OVERFLOW, "duration", "work overflows");
     i128 mcu = div_half_even(num, DENOM_E15);
     if (mcu > INT64_MAX)
-        return fail(err, CU_ERR_OVERFLOW, "duration", "work does not fit 64-bit milli-CU");
+        return cu_fail(err, CU_ERR_OVERFLOW, "duration", "work does not fit 64-bit milli-CU");
     *mcu_out = (int64_t)mcu;
     if (rate_out)
         *rate_out = r;
@@ -185,17 +184,17 @@ cu_status cu_duration(const cat_catalog *cat, const cu_eff_table *eff, const cha
     cu_rate r;
     cu_status st;
     if (!wall_ms_out)
-        return fail(err, CU_ERR_INVALID, "output", "output is required");
+        return cu_fail(err, CU_ERR_INVALID, "output", "output is required");
     if ((st = cu_rate_for(cat, eff, device_id, count, profile, &r, err)) != CU_OK)
         return st;
     if (work_mcu < 0)
-        return fail(err, CU_ERR_NEGATIVE, "work", "work must not be negative");
+        return cu_fail(err, CU_ERR_NEGATIVE, "work", "work must not be negative");
     i128 per_ms = (i128)r.roof_mflops * r.eff_ppm * count; /* mCU x 1e15 per ms */
     if (per_ms <= 0)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "device", "device has zero effective rate");
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "device", "device has zero effective rate");
     i128 ms = div_ceil((i128)work_mcu * DENOM_E15, per_ms);
     if (ms > INT64_MAX)
-        return fail(err, CU_ERR_OVERFLOW, "work", "duration does not fit 64-bit milliseconds");
+        return cu_fail(err, CU_ERR_OVERFLOW, "work", "duration does not fit 64-bit milliseconds");
     *wall_ms_out = (int64_t)ms;
     if (rate_out)
         *rate_out = r;

@@ -50,6 +50,10 @@ typedef struct {
 /* Stable machine-readable code ("unknown_device") and default message. */
 const char *cu_status_code(cu_status s);
 const char *cu_status_message(cu_status s);
+/* Fill err (when not NULL) with code, field and a formatted message; returns code,
+ * so callers can `return cu_fail(...)`. */
+cu_status cu_fail(cu_error *err, cu_status code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---- workload profiles ------------------------------------------------- */
 

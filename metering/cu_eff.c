@@ -27,19 +27,6 @@ static const int32_t default_ppm[CAT_KIND_COUNT][CU_CLASS_COUNT] = {
     [CAT_KIND_ACCEL] = {400000, 550000, 600000, 500000, 650000, 500000, 500000},
 };
 
-static cu_status fail(cu_error *err, cu_status code, const char *field, const char *fmt, ...)
-{
-    if (err) {
-        va_list ap;
-        err->code = code;
-        snprintf(err->field, sizeof err->field, "%s", field);
-        va_start(ap, fmt);
-        vsnprintf(err->message, sizeof err->message, fmt, ap);
-        va_end(ap);
-    }
-    return code;
-}
-
 void cu_eff_defaults(cu_eff_table *t)
 {
     memset(t, 0, sizeof *t);
@@ -122,7 +109,7 @@ static cu_status entry_from_json(const json_t *j, cu_eff_entry *e, size_t i, cu_
         int_in(json_object_get(j, "runs"), 0, INT64_MAX, &runs) != 0 ||
         !(json_is_null(dev) || (json_is_string(dev) && json_string_length(dev) > 0 &&
                                 json_string_length(dev) <= CAT_ID_MAX)))
-        return fail(err, CU_ERR_INVALID, "entries", "entries[%zu] is malformed", i);
+        return cu_fail(err, CU_ERR_INVALID, "entries", "entries[%zu] is malformed", i);
     if (json_is_string(dev))
         memcpy(e->device_id, json_string_value(dev), json_string_length(dev) + 1);
     e->eff_ppm = (int32_t)ppm;
@@ -138,9 +125,9 @@ cu_status cu_eff_from_json(const json_t *j, cu_eff_table *out, cu_error *err)
     cu_eff_table *t;
     if (int_in(json_object_get(j, "version"), 1, UINT32_MAX, &version) != 0 ||
         !json_is_array(arr) || json_array_size(arr) > CU_EFF_MAX_ENTRIES)
-        return fail(err, CU_ERR_INVALID, "version", "efficiency table is malformed");
+        return cu_fail(err, CU_ERR_INVALID, "version", "efficiency table is malformed");
     if (!(t = calloc(1, sizeof *t)))
-        return fail(err, CU_ERR_INVALID, "entries", "out of memory");
+        return cu_fail(err, CU_ERR_INVALID, "entries", "out of memory");
     t->version = (uint32_t)version;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         cu_status st = entry_from_json(json_array_get(arr, i), &t->entries[i], i, err);
@@ -172,14 +159,14 @@ static cu_status obs_roof(const cat_catalog *cat, const cu_eff_table *in, const 
     if (st != CU_OK)
         return st;
     if (o->wall_ms < 0 || o->work_mcu < 0)
-        return fail(err, CU_ERR_NEGATIVE, o->wall_ms < 0 ? "duration" : "work",
-                    "observation has a negative value");
+        return cu_fail(err, CU_ERR_NEGATIVE, o->wall_ms < 0 ? "duration" : "work",
+                       "observation has a negative value");
     if (o->wall_ms == 0 || o->wall_ms > CU_MAX_WALL_MS)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "duration", "duration must be in (0, 100 years]");
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "duration", "duration must be in (0, 100 years]");
     /* Implied efficiency above 100 % means the run beat the roofline. */
     if ((i128)o->work_mcu * 1000000000000000LL >
         (i128)CU_PPM * r.roof_mflops * o->count * o->wall_ms)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "work", "work exceeds the device's roofline");
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "work", "work exceeds the device's roofline");
     *roof = r.roof_mflops;
     return CU_OK;
 }
@@ -227,13 +214,14 @@ cu_status cu_calibrate(const cat_catalog *cat, const cu_eff_table *in, const cu_
     cu_eff_table *t = NULL;
     accum *acc = NULL;
     if (!cat || !in || !out || (n > 0 && !obs))
-        return fail(err, CU_ERR_INVALID, "observations", "catalog, tables and runs are required");
+        return cu_fail(err, CU_ERR_INVALID, "observations",
+                       "catalog, tables and runs are required");
     if (in->version == UINT32_MAX)
-        return fail(err, CU_ERR_OUT_OF_RANGE, "version", "efficiency table version exhausted");
+        return cu_fail(err, CU_ERR_OUT_OF_RANGE, "version", "efficiency table version exhausted");
     t = malloc(sizeof *t);
     acc = calloc(CU_EFF_MAX_ENTRIES, sizeof *acc);
     if (!t || !acc) {
-        st = fail(err, CU_ERR_INVALID, "observations", "out of memory");
+        st = cu_fail(err, CU_ERR_INVALID, "observations", "out of memory");
         goto done;
     }
     memcpy(t, in, sizeof *t);
@@ -247,7 +235,7 @@ cu_status cu_calibrate(const cat_catalog *cat, const cu_eff_table *in, const cu_
         }
         int k = entry_for(t, in, cat_find(cat, o->device_id), o->profile.cls, acc);
         if (k < 0) {
-            st = fail(err, CU_ERR_TABLE_FULL, "observations", "efficiency table is full");
+            st = cu_fail(err, CU_ERR_TABLE_FULL, "observations", "efficiency table is full");
             if (bad_index)
                 *bad_index = i;
             goto done;

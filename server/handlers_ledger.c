@@ -84,38 +84,6 @@ static void op_submit(http_ctx *c, ledger_op *op)
     }
 }
 
-/* body[field] as a decimal money string; positive unless allow_negative. */
-static int val_money(http_ctx *c, json_t *body, const char *field, int required, int sign,
-                     int64_t *out)
-{
-    json_t *v = body ? json_object_get(body, field) : NULL;
-    money_status st;
-
-    if (!v || json_is_null(v)) {
-        if (!required)
-            return 0;
-        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' is required", field);
-        return -1;
-    }
-    if (!json_is_string(v)) {
-        http_reply_problemf(c, PROB_VALIDATION, field,
-                            "'%s' must be a decimal string in currency units, e.g. \"12.50\"",
-                            field);
-        return -1;
-    }
-    st = money_parse(json_string_value(v), out);
-    if (st != MONEY_OK) {
-        http_reply_problemf(c, PROB_VALIDATION, field, "'%s': %s", field, money_status_message(st));
-        return -1;
-    }
-    if (*out == 0 || *out == INT64_MIN || (sign > 0 && *out < 0)) {
-        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be %s", field,
-                            sign > 0 ? "greater than zero" : "non-zero");
-        return -1;
-    }
-    return 0;
-}
-
 static int val_currency(http_ctx *c, json_t *body, const char *field, int required, char out[4])
 {
     const char *s;

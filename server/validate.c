@@ -4,6 +4,7 @@
  */
 #include "validate.h"
 #include "ids.h"
+#include "money.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,18 @@ int val_known_fields(http_ctx *c, json_t *body, const char *const *allowed)
     return 0;
 }
 
+/* The value of body[field]: 1 present (in *v), 0 absent and optional, -1 replied. */
+static int val_present(http_ctx *c, json_t *body, const char *field, int required, json_t **v)
+{
+    *v = body ? json_object_get(body, field) : NULL;
+    if (*v && !json_is_null(*v))
+        return 1;
+    if (!required)
+        return 0;
+    http_reply_problemf(c, PROB_VALIDATION, field, "'%s' is required", field);
+    return -1;
+}
+
 static int printable(const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
@@ -43,16 +56,13 @@ static int printable(const char *s)
 int val_string(http_ctx *c, json_t *body, const char *field, int required, size_t maxlen,
                const char **out)
 {
-    json_t *v = body ? json_object_get(body, field) : NULL;
+    json_t *v;
     const char *s;
+    int rc;
 
     *out = NULL;
-    if (!v || json_is_null(v)) {
-        if (!required)
-            return 0;
-        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' is required", field);
-        return -1;
-    }
+    if ((rc = val_present(c, body, field, required, &v)) <= 0)
+        return rc;
     if (!json_is_string(v)) {
         http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be a string", field);
         return -1;
@@ -124,16 +134,13 @@ int val_path_id(http_ctx *c, const char *name, const char *prefix, const char **
 int val_int(http_ctx *c, json_t *body, const char *field, int required, long long min,
             long long max, long long def, long long *out)
 {
-    json_t *v = body ? json_object_get(body, field) : NULL;
+    json_t *v;
     json_int_t n;
+    int rc;
 
     *out = def;
-    if (!v || json_is_null(v)) {
-        if (!required)
-            return 0;
-        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' is required", field);
-        return -1;
-    }
+    if ((rc = val_present(c, body, field, required, &v)) <= 0)
+        return rc;
     if (!json_is_integer(v)) {
         http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be an integer%s", field,
                             json_is_real(v) ? " (no fractions or exponents)" : "");
@@ -165,4 +172,31 @@ int val_require_one(http_ctx *c, json_t *body, const char *const *fields)
         return 0;
     http_reply_problemf(c, PROB_VALIDATION, fields[0], "give exactly one of %s", list);
     return -1;
+}
+
+int val_money(http_ctx *c, json_t *body, const char *field, int required, int sign, int64_t *out)
+{
+    json_t *v;
+    money_status st;
+    int rc;
+
+    if ((rc = val_present(c, body, field, required, &v)) <= 0)
+        return rc;
+    if (!json_is_string(v)) {
+        http_reply_problemf(c, PROB_VALIDATION, field,
+                            "'%s' must be a decimal string in currency units, e.g. \"12.50\"",
+                            field);
+        return -1;
+    }
+    st = money_parse(json_string_value(v), out);
+    if (st != MONEY_OK) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s': %s", field, money_status_message(st));
+        return -1;
+    }
+    if (*out == 0 || *out == INT64_MIN || (sign > 0 && *out < 0)) {
+        http_reply_problemf(c, PROB_VALIDATION, field, "'%s' must be %s", field,
+                            sign > 0 ? "greater than zero" : "non-zero");
+        return -1;
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include "http.h"
 
 #include <jansson.h>
+#include <stdint.h>
 
 /* val_known_fields - reject any member of body not listed in allowed (NULL-terminated). */
 int val_known_fields(http_ctx *c, json_t *body, const char *const *allowed);
@@ -26,6 +27,11 @@ int val_string(http_ctx *c, json_t *body, const char *field, int required, size_
  */
 int val_int(http_ctx *c, json_t *body, const char *field, int required, long long min,
             long long max, long long def, long long *out);
+/*
+ * val_money - body[field] as an exact decimal string in currency units ("12.50",
+ * at most 6 fraction digits) into micro-units; non-zero, and positive when sign > 0.
+ */
+int val_money(http_ctx *c, json_t *body, const char *field, int required, int sign, int64_t *out);
 /* val_require_one - exactly one of the listed fields is present (422 otherwise). */
 int val_require_one(http_ctx *c, json_t *body, const char *const *fields);
 /* val_query_limit - ?limit= as 1..max (default def). */

@@ -24,20 +24,6 @@ static void teardown(void)
 
 TestSuite(accounts_api, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Create an account through the API; returns the parsed body (caller decrefs). */
-static json_t *create_account(const char *name, const char *role)
-{
-    char body[256];
-    http_resp r;
-    json_t *out;
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    r = http_request(&srv, "POST", "/v1/accounts", srv.admin_key, NULL, body, strlen(body));
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    out = json_incref(r.json);
-    http_resp_free(&r);
-    return out;
-}
-
 static const char *str(json_t *j, const char *k)
 {
     return json_string_value(json_object_get(j, k));
@@ -45,7 +31,7 @@ static const char *str(json_t *j, const char *k)
 
 Test(accounts_api, admin_creates_and_reads_accounts)
 {
-    json_t *t = create_account("tenant-one", "tenant");
+    json_t *t = tallyd_account(&srv, "tenant-one", "tenant");
     char path[128];
     http_resp r;
     cr_assert_eq(strncmp(str(t, "id"), "acc_", 4), 0);
@@ -66,8 +52,8 @@ Test(accounts_api, admin_creates_and_reads_accounts)
 
 Test(accounts_api, roles_and_scope_are_enforced)
 {
-    json_t *a = create_account("ta", "tenant"), *b = create_account("tb", "tenant");
-    json_t *f = create_account("fin", "finance");
+    json_t *a = tallyd_account(&srv, "ta", "tenant"), *b = tallyd_account(&srv, "tb", "tenant");
+    json_t *f = tallyd_account(&srv, "fin", "finance");
     char path[128];
     http_resp r;
     /* a tenant cannot list or create accounts */
@@ -132,7 +118,7 @@ Test(accounts_api, pagination_with_limit_and_after)
     char path[128];
     http_resp r;
     for (int i = 0; i < 4; i++)
-        json_decref(create_account("page", "tenant"));
+        json_decref(tallyd_account(&srv, "page", "tenant"));
     r = http_request(&srv, "GET", "/v1/accounts?limit=2", srv.admin_key, NULL, NULL, 0);
     cr_assert_eq(r.status, 200);
     cr_assert_eq(json_array_size(json_object_get(r.json, "data")), 2);
@@ -181,7 +167,7 @@ Test(accounts_api, idempotency_key_replays_and_refuses_reuse)
 
 Test(accounts_api, keys_can_be_added_listed_and_revoked)
 {
-    json_t *t = create_account("keys", "tenant");
+    json_t *t = tallyd_account(&srv, "keys", "tenant");
     char path[160];
     http_resp r;
     json_t *k;

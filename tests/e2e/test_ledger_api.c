@@ -42,19 +42,6 @@ static const char *str(json_t *j, const char *k)
     return json_string_value(json_object_get(j, k));
 }
 
-static json_t *create_account(const tallyd_proc *p, const char *name, const char *role)
-{
-    char body[256];
-    http_resp r;
-    json_t *out;
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    r = http_request(p, "POST", "/v1/accounts", p->admin_key, NULL, body, strlen(body));
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    out = json_incref(r.json);
-    http_resp_free(&r);
-    return out;
-}
-
 /* POST with an optional Idempotency-Key; returns the response (caller frees). */
 static http_resp post(const tallyd_proc *p, const char *key, const char *path, const char *idem,
                       const char *body)
@@ -119,9 +106,9 @@ static void check_invariants(void)
 
 Test(ledger_api, deposit_hold_capture_void_reverse_and_reads)
 {
-    json_t *t = create_account(&srv, "tenant-a", "tenant"),
-           *t2 = create_account(&srv, "t-b", "tenant");
-    json_t *pr = create_account(&srv, "prov", "provider");
+    json_t *t = tallyd_account(&srv, "tenant-a", "tenant"),
+           *t2 = tallyd_account(&srv, "t-b", "tenant");
+    json_t *pr = tallyd_account(&srv, "prov", "provider");
     char body[512], path[256], wallet[64], hold[64], txn[64];
     http_resp r, r2;
     int rc;
@@ -338,7 +325,7 @@ Test(ledger_api, deposit_hold_capture_void_reverse_and_reads)
 
 Test(ledger_api, holds_expire_as_transactions)
 {
-    json_t *t = create_account(&srv, "tenant-x", "tenant");
+    json_t *t = tallyd_account(&srv, "tenant-x", "tenant");
     char body[256];
     http_resp r;
     int rc;
@@ -365,7 +352,7 @@ Test(ledger_api, holds_expire_as_transactions)
 
 Test(ledger_api, append_only_is_enforced_and_verify_catches_tampering)
 {
-    json_t *t = create_account(&srv, "tenant-y", "tenant");
+    json_t *t = tallyd_account(&srv, "tenant-y", "tenant");
     char body[256];
     http_resp r;
     int rc;
@@ -561,7 +548,7 @@ static void load_prepare(struct load *L, const tallyd_proc *p)
         json_t *t;
         http_resp r;
         snprintf(name, sizeof name, "load-%d", i);
-        t = create_account(p, name, "tenant");
+        t = tallyd_account(p, name, "tenant");
         snprintf(L->tenants[i], 48, "%s", str(t, "id"));
         snprintf(body, sizeof body,
                  "{\"tenant_id\":\"%s\",\"currency\":\"USD\",\"amount\":\"100\"}", L->tenants[i]);

@@ -26,19 +26,6 @@ static char ci[1024];
 static tallyd_proc srv;
 static json_t *prov, *prov2, *ten, *ten2;
 
-static json_t *account(const char *name, const char *role)
-{
-    char body[128];
-    http_resp r;
-    json_t *out;
-    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
-    r = http_request(&srv, "POST", "/v1/accounts", srv.admin_key, NULL, body, strlen(body));
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    out = json_incref(r.json);
-    http_resp_free(&r);
-    return out;
-}
-
 static const char *key(json_t *a)
 {
     return json_string_value(json_object_get(a, "api_key"));
@@ -54,10 +41,10 @@ static void setup(void)
     cr_assert(sodium_init() >= 0);
     testdb_create(ci, sizeof ci);
     tallyd_start(&srv, ci, NULL);
-    prov = account("gpu-provider", "provider");
-    prov2 = account("other-provider", "provider");
-    ten = account("tenant-a", "tenant");
-    ten2 = account("tenant-b", "tenant");
+    prov = tallyd_account(&srv, "gpu-provider", "provider");
+    prov2 = tallyd_account(&srv, "other-provider", "provider");
+    ten = tallyd_account(&srv, "tenant-a", "tenant");
+    ten2 = tallyd_account(&srv, "tenant-b", "tenant");
 }
 
 static void teardown(void)

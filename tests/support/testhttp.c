@@ -309,3 +309,17 @@ void http_resp_free(http_resp *r)
     json_decref(r->json);
     memset(r, 0, sizeof *r);
 }
+
+json_t *tallyd_account(const tallyd_proc *p, const char *name, const char *role)
+{
+    char body[256];
+    http_resp r;
+    json_t *out;
+
+    snprintf(body, sizeof body, "{\"name\":\"%s\",\"role\":\"%s\"}", name, role);
+    r = http_request(p, "POST", "/v1/accounts", p->admin_key, NULL, body, strlen(body));
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    out = json_incref(r.json);
+    http_resp_free(&r);
+    return out;
+}

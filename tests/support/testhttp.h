@@ -46,6 +46,9 @@ http_resp http_request(const tallyd_proc *p, const char *method, const char *pat
 /* http_header_value - value of a response header (static buffer), or NULL. */
 const char *http_header_value(const http_resp *r, const char *name);
 void http_resp_free(http_resp *r);
+/* tallyd_account - create an account through the API as p's admin (asserts 201);
+ * returns the body with its id and api_key (caller decrefs). */
+json_t *tallyd_account(const tallyd_proc *p, const char *name, const char *role);
 /* free_port - a TCP port on 127.0.0.1 that was free a moment ago. */
 int free_port(void);
 
