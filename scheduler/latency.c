@@ -245,8 +245,7 @@ static int lat_row_matrix(sched_latency *lat, lat_reader *r, char dst[][SCHED_RE
             continue; /* unknown cell */
         if (lat_number(r->field[j + 1], &ms) != 0 ||
             sched_latency_set(lat, r->field[0], dst[j], ms) != 0) {
-            lat_err(err, errlen, "line %zu: bad cell %zu '%s'", r->lineno, j + 1,
-                    r->field[j + 1]);
+            lat_err(err, errlen, "line %zu: bad cell %zu '%s'", r->lineno, j + 1, r->field[j + 1]);
             return -1;
         }
     }
@@ -314,9 +313,9 @@ sched_latency *sched_latency_parse(const char *text, size_t len, char *err, size
         goto fail;
     }
     while ((rc = lat_next(r)) == 1) {
-        if (shape == SHAPE_MATRIX ? lat_row_matrix(lat, r, dst, ndst, err, errlen)
-                                  : lat_row_pairs(lat, r, src_col, dst_col, date_col, date, err,
-                                                  errlen))
+        if (shape == SHAPE_MATRIX
+                ? lat_row_matrix(lat, r, dst, ndst, err, errlen)
+                : lat_row_pairs(lat, r, src_col, dst_col, date_col, date, err, errlen))
             goto fail;
     }
     if (rc < 0) {

@@ -27,7 +27,7 @@
 #include <stddef.h>
 
 #define SCHED_MAX_REGIONS 64
-#define SCHED_REGION_MAX 47   /* bytes of a region name, without the NUL */
+#define SCHED_REGION_MAX 47  /* bytes of a region name, without the NUL */
 #define SCHED_RTT_MAX_MS 1e5 /* 100 s: anything above is a data error */
 
 typedef struct sched_latency sched_latency;

@@ -20,8 +20,8 @@
 #define MS_PER_HOUR INT64_C(3600000)
 
 static const char *const reject_names[] = {
-    "ok",       "down",     "blocked",  "device",      "memory",    "region",  "residency",
-    "shape",    "capacity", "deadline", "price_error", "price_cap", "overflow"};
+    "ok",    "down",     "blocked",  "device",      "memory",    "region",  "residency",
+    "shape", "capacity", "deadline", "price_error", "price_cap", "overflow"};
 
 const char *sched_reject_name(sched_reject r)
 {
@@ -47,8 +47,7 @@ static void put(char *buf, size_t cap, const char *fmt, ...)
 }
 
 int sched_price_device_hours(void *ctx, const sched_offer *offer, const sched_job *job,
-                             const sched_fit *fit, int64_t *total_micro, char *err,
-                             size_t errlen)
+                             const sched_fit *fit, int64_t *total_micro, char *err, size_t errlen)
 {
     int64_t device_ms;
     (void)ctx;
@@ -58,8 +57,8 @@ int sched_price_device_hours(void *ctx, const sched_offer *offer, const sched_jo
         return -1;
     }
     if (money_mul_i64(fit->p50_ms, fit->devices, &device_ms) != MONEY_OK ||
-        money_mul_ratio(device_ms, offer->price_micro_per_device_hour, MS_PER_HOUR,
-                        total_micro) != MONEY_OK) {
+        money_mul_ratio(device_ms, offer->price_micro_per_device_hour, MS_PER_HOUR, total_micro) !=
+            MONEY_OK) {
         put(err, errlen, "price overflows int64 micro-units");
         return -1;
     }
@@ -123,7 +122,8 @@ static sched_reject check_static(const sched_offer *o, const sched_job *j, char 
 {
     const char *tag;
     if (o->health == SCHED_DOWN) {
-        put(why, cap, "offer is down (%d consecutive probe failures)", (int)o->consecutive_failures);
+        put(why, cap, "offer is down (%d consecutive probe failures)",
+            (int)o->consecutive_failures);
         return SCHED_REJ_DOWN;
     }
     if (in_list(j->blocked, o->id)) {
@@ -155,8 +155,7 @@ static sched_reject check_static(const sched_offer *o, const sched_job *j, char 
     return SCHED_OK;
 }
 
-static sched_reject check_capacity(const sched_offer *o, const sched_job *j, char *why,
-                                   size_t cap)
+static sched_reject check_capacity(const sched_offer *o, const sched_job *j, char *why, size_t cap)
 {
     int64_t per = o->devices_per_node;
     if (per <= 0 || o->nodes <= 0 || j->devices > per * o->nodes ||
@@ -174,8 +173,8 @@ static sched_reject check_capacity(const sched_offer *o, const sched_job *j, cha
 }
 
 /* Durations on this offer; SCHED_REJ_OVERFLOW on absurd numbers. */
-static sched_reject fit_durations(const sched_offer *o, const sched_job *j, sched_fit *f,
-                                  char *why, size_t cap)
+static sched_reject fit_durations(const sched_offer *o, const sched_job *j, sched_fit *f, char *why,
+                                  size_t cap)
 {
     f->devices = j->devices;
     f->start_ms = o->available_from_ms > j->start_ms ? o->available_from_ms : j->start_ms;
@@ -307,8 +306,7 @@ static int check_input(const sched_input *in, char *err, size_t errlen)
         return -1;
     }
     for (size_t i = 0; i < in->n_offers; i++)
-        if (!in->offers[i].id || !in->offers[i].region ||
-            strlen(in->offers[i].id) > SCHED_ID_MAX) {
+        if (!in->offers[i].id || !in->offers[i].region || strlen(in->offers[i].id) > SCHED_ID_MAX) {
             put(err, errlen, "offers[%zu]: id and region required, id <= %d bytes", i,
                 SCHED_ID_MAX);
             return -1;

@@ -54,48 +54,48 @@ typedef enum { SCHED_UP = 0, SCHED_DOWN = 1 } sched_health;
 /* Kind of device a job asks for when it names no device id (matches
  * cat_kind's names: "gpu", "cpu", "npu", "accelerator"). */
 typedef struct {
-    const char *id;         /* offer id, e.g. "off_..." (required) */
-    const char *region;     /* e.g. "eu-west-1" (required) */
-    const char *zone;       /* may be NULL */
-    const char *device_id;  /* catalog id, e.g. "nvidia-h100-sxm" */
+    const char *id;          /* offer id, e.g. "off_..." (required) */
+    const char *region;      /* e.g. "eu-west-1" (required) */
+    const char *zone;        /* may be NULL */
+    const char *device_id;   /* catalog id, e.g. "nvidia-h100-sxm" */
     const char *device_kind; /* "gpu", "cpu", ... (may be NULL) */
     int64_t devices_per_node;
     int64_t nodes;
-    int64_t free_devices;     /* free for the job's whole window (caller computes) */
-    int64_t available_from_ms; /* earliest start, unix ms (0 = now) */
-    int64_t memory_gib;       /* per device */
+    int64_t free_devices;             /* free for the job's whole window (caller computes) */
+    int64_t available_from_ms;        /* earliest start, unix ms (0 = now) */
+    int64_t memory_gib;               /* per device */
     const char *tags[SCHED_MAX_TAGS]; /* residency tags, NULL-terminated if fewer */
     sched_health health;
     int32_t consecutive_failures;
-    int32_t failure_ratio_ppm; /* recent probe failures / probes, x 10^6 */
-    double srtt_ms;            /* smoothed probed RTT; <= 0 = not probed yet */
-    int64_t rate_mcu_per_device_hour; /* CU rate of one device for the job's profile */
+    int32_t failure_ratio_ppm;           /* recent probe failures / probes, x 10^6 */
+    double srtt_ms;                      /* smoothed probed RTT; <= 0 = not probed yet */
+    int64_t rate_mcu_per_device_hour;    /* CU rate of one device for the job's profile */
     int64_t price_micro_per_device_hour; /* list price, for sched_price_device_hours */
-    void *user;                /* caller's handle, untouched */
+    void *user;                          /* caller's handle, untouched */
 } sched_offer;
 
 typedef struct {
-    const char *profile;      /* workload profile, for the price callback */
-    int64_t work_mcu;         /* work in milli-CU; 0 = use p50_ms/p90_ms */
-    int64_t p50_ms, p90_ms;   /* duration estimate (p90 >= p50 > 0 when work_mcu == 0) */
-    int64_t devices;          /* device count (>= 1) */
-    const char *device_id;    /* exact device, or NULL */
-    const char *device_kind;  /* kind when no device id, or NULL = any */
-    int64_t min_memory_gib;   /* per device, 0 = any */
+    const char *profile;                /* workload profile, for the price callback */
+    int64_t work_mcu;                   /* work in milli-CU; 0 = use p50_ms/p90_ms */
+    int64_t p50_ms, p90_ms;             /* duration estimate (p90 >= p50 > 0 when work_mcu == 0) */
+    int64_t devices;                    /* device count (>= 1) */
+    const char *device_id;              /* exact device, or NULL */
+    const char *device_kind;            /* kind when no device id, or NULL = any */
+    int64_t min_memory_gib;             /* per device, 0 = any */
     const char *const *allowed_regions; /* NULL-terminated list, NULL = any */
     const char *tags[SCHED_MAX_TAGS];   /* residency tags the offer must all carry */
-    int64_t deadline_ms;      /* unix ms; 0 = none: start + p90 <= deadline */
-    int64_t max_price_micro;  /* 0 = no cap */
-    const char *data_region;  /* region of the data/users, may be NULL */
-    const char *const *blocked; /* NULL-terminated offer ids to avoid, may be NULL */
-    int64_t start_ms;         /* requested start, unix ms */
+    int64_t deadline_ms;                /* unix ms; 0 = none: start + p90 <= deadline */
+    int64_t max_price_micro;            /* 0 = no cap */
+    const char *data_region;            /* region of the data/users, may be NULL */
+    const char *const *blocked;         /* NULL-terminated offer ids to avoid, may be NULL */
+    int64_t start_ms;                   /* requested start, unix ms */
 } sched_job;
 
 /* Objective weights. Units are money per unit of the penalised quantity. */
 typedef struct {
-    int64_t latency_micro_per_ms;   /* micro-units charged per ms of response latency */
-    int64_t failure_cost_micro;     /* tenant's cost of a failed run beyond re-paying it */
-    int32_t risk_per_failure_ppm;   /* risk added per consecutive probe failure */
+    int64_t latency_micro_per_ms; /* micro-units charged per ms of response latency */
+    int64_t failure_cost_micro;   /* tenant's cost of a failed run beyond re-paying it */
+    int32_t risk_per_failure_ppm; /* risk added per consecutive probe failure */
 } sched_weights;
 
 typedef struct {
@@ -114,15 +114,13 @@ typedef struct {
 /* Price the job on an offer: total in micro-units into *total_micro, 0 on
  * success; non-zero (with a reason in err) makes the offer infeasible. */
 typedef int (*sched_price_fn)(void *ctx, const sched_offer *offer, const sched_job *job,
-                              const sched_fit *fit, int64_t *total_micro, char *err,
-                              size_t errlen);
+                              const sched_fit *fit, int64_t *total_micro, char *err, size_t errlen);
 
 /* Built-in price: devices x p50 x offer.price_micro_per_device_hour, rounded
  * half-even once (ctx unused). For the eval, bench and tests; the server
  * prices with the rating engine. */
 int sched_price_device_hours(void *ctx, const sched_offer *offer, const sched_job *job,
-                             const sched_fit *fit, int64_t *total_micro, char *err,
-                             size_t errlen);
+                             const sched_fit *fit, int64_t *total_micro, char *err, size_t errlen);
 
 typedef enum {
     SCHED_OK = 0,

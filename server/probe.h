@@ -45,11 +45,11 @@ struct event_base;
 #define PROBE_HISTORY 16
 
 typedef struct {
-    int interval_ms;         /* cycle, default 30000 (TALLY_PROBE_INTERVAL_MS) */
-    int jitter_pct;          /* +- % of the cycle, default 10 */
-    int timeout_ms;          /* connect timeout, default 2000 (TALLY_PROBE_TIMEOUT_MS) */
-    int failures_down;       /* k consecutive failures mark DOWN, default 3 (TALLY_PROBE_FAILURES) */
-    int retry_ms;            /* delay after a failure, default 2000 (capped at interval_ms) */
+    int interval_ms;   /* cycle, default 30000 (TALLY_PROBE_INTERVAL_MS) */
+    int jitter_pct;    /* +- % of the cycle, default 10 */
+    int timeout_ms;    /* connect timeout, default 2000 (TALLY_PROBE_TIMEOUT_MS) */
+    int failures_down; /* k consecutive failures mark DOWN, default 3 (TALLY_PROBE_FAILURES) */
+    int retry_ms;      /* delay after a failure, default 2000 (capped at interval_ms) */
     int32_t ewma_weight_ppm; /* weight of a new RTT sample, default 125000 (1/8) */
 } probe_config;
 
@@ -70,8 +70,8 @@ typedef struct {
     double last_rtt_ms; /* 0 until the first success */
     int consecutive_failures;
     uint64_t probes, failures;
-    int64_t last_probe_ms;  /* unix ms; 0 = never */
-    int64_t last_change_ms; /* unix ms of the last UP/DOWN transition; 0 = never */
+    int64_t last_probe_ms;     /* unix ms; 0 = never */
+    int64_t last_change_ms;    /* unix ms of the last UP/DOWN transition; 0 = never */
     int32_t failure_ratio_ppm; /* failures in the history ring x 10^6 / its size */
     size_t n_history;
     probe_sample history[PROBE_HISTORY]; /* oldest first */
@@ -103,8 +103,8 @@ probe_engine *probe_engine_new(struct event_base *base, const probe_config *cfg,
 void probe_engine_free(probe_engine *eng);
 
 /* Probe endpoint under id (add, or change the endpoint of an existing id,
- * which resets its state). The first probe comes within min(interval, 1 s),
- * jittered. 0, or -1 (bad id or endpoint; err says which). */
+ * which resets its state). The first probe starts at once on the loop
+ * thread; later ones follow the jittered cycle. 0, or -1 (bad id or endpoint; err says which). */
 int probe_engine_set(probe_engine *eng, const char *id, const char *endpoint, char *err,
                      size_t errlen);
 /* Stop probing id. 0, or -1 when unknown. */
