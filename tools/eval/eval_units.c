@@ -7,14 +7,25 @@
  * its coefficient of variation within a workload measures the error. The
  * naive baseline divides by count x peak dense FP16 TFLOPS (BF16 when the
  * device publishes no FP16 figure). A workload named "class:benchmark" with
- * a known class (llm-train, llm-decode, ...) uses that class's intensity at
+ * a known class (llm-train, llm-decode, ...) uses that class's profile at
  * the row's precision; any other name uses the custom default intensity.
  * Rows with unknown devices/precisions, unsupported precisions or malformed
  * fields are skipped and counted. Lines starting with '#' are comments.
  * "overall" is the row-weighted mean of the per-workload CVs (throughputs of
  * different workloads are in different units and cannot be pooled).
+ *
+ * Efficiencies: the documented defaults, or a stored table (--eff FILE, the
+ * JSON of cu_eff_to_json), optionally re-derived from a separate calibration
+ * file (--calibrate FILE, same CSV format) that must not overlap the
+ * evaluated rows. Calibration is relative: within each calibration workload
+ * the work per nominal CU of every row is compared with the geometric mean
+ * of the GPU rows of that workload (GPUs anchor the absolute scale, which
+ * comes from published MFU figures); a (kind, class) or (device, class)
+ * efficiency is its default times the geometric mean of those ratios.
+ * --eff-out FILE writes the table used, so a result can be audited.
  */
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,25 +36,22 @@
 
 #define MAX_ROWS 4096
 #define MAX_WORKLOADS 256
+#define WL_NAME_MAX 128
 
 typedef struct {
-    char name[128];
-    size_t n;
-    double tally[MAX_ROWS], naive[MAX_ROWS];
-} workload;
+    char workload[WL_NAME_MAX];
+    const cat_device *dev;
+    cu_profile prof;
+    int64_t count;
+    double tput;
+} unit_row;
 
-static workload *find_workload(workload *w, size_t *nw, const char *name)
-{
-    for (size_t i = 0; i < *nw; i++)
-        if (strcmp(w[i].name, name) == 0)
-            return &w[i];
-    if (*nw == MAX_WORKLOADS)
-        return NULL;
-    workload *x = &w[(*nw)++];
-    snprintf(x->name, sizeof x->name, "%s", name);
-    x->n = 0;
-    return x;
-}
+typedef struct {
+    unit_row *v;
+    size_t n, skipped;
+} row_set;
+
+typedef enum { CAL_KIND = 0, CAL_DEVICE } cal_level;
 
 static int row_profile(const char *wl, cat_precision p, cu_profile *out)
 {
@@ -65,104 +73,345 @@ static double naive_peak(const cat_device *d)
     return (double)(p > 0 ? p : cat_device_peak_gflops(d, CAT_BF16)) / 1000.0;
 }
 
-/* Parse and score one data line; returns 0 if used, -1 if skipped. */
-static int score_row(char *line, const cat_catalog *cat, workload *w, size_t *nw)
+/* Parse one data line into r; returns 0 if usable, -1 if it must be skipped. */
+static int parse_row(char *line, const cat_catalog *cat, unit_row *r)
 {
-    char *f[5], *save = NULL;
+    char *f[5], *save = NULL, *end;
     int k = 0;
+    cat_precision prec;
+    cu_rate rate;
     for (char *t = strtok_r(line, ",\r\n", &save); t && k < 5; t = strtok_r(NULL, ",\r\n", &save))
         f[k++] = t;
-    if (k != 5)
+    if (k != 5 || strlen(f[0]) >= WL_NAME_MAX)
         return -1;
-    cat_precision prec;
-    cu_profile prof;
-    cu_rate rate;
-    char *end;
     long long count = strtoll(f[3], &end, 10);
-    double tput = strtod(f[4], &end);
-    const cat_device *d = cat_find(cat, f[2]);
-    if (!d || cat_precision_parse(f[1], &prec) != 0 || row_profile(f[0], prec, &prof) != 0 ||
-        count <= 0 || !(tput > 0) || naive_peak(d) <= 0 ||
-        cu_rate_for(cat, NULL, f[2], count, &prof, &rate, NULL) != CU_OK)
+    if (*end != '\0')
         return -1;
-    workload *x = find_workload(w, nw, f[0]);
-    if (!x || x->n == MAX_ROWS)
+    r->tput = strtod(f[4], &end);
+    r->dev = cat_find(cat, f[2]);
+    if (*end != '\0' || !r->dev || cat_precision_parse(f[1], &prec) != 0 ||
+        row_profile(f[0], prec, &r->prof) != 0 || count <= 0 || !(r->tput > 0) ||
+        !isfinite(r->tput) || naive_peak(r->dev) <= 0 ||
+        cu_rate_for(cat, NULL, f[2], count, &r->prof, &rate, NULL) != CU_OK)
         return -1;
-    x->tally[x->n] = tput / ((double)rate.total_mcu_per_hour / 1000.0);
-    x->naive[x->n] = tput / ((double)count * naive_peak(d));
-    x->n++;
+    snprintf(r->workload, sizeof r->workload, "%s", f[0]);
+    r->count = count;
     return 0;
 }
 
-static void print_units(workload *w, size_t nw, size_t rows, size_t skipped)
+/* Read every row of path; returns 0, or -1 when the file cannot be read. */
+static int read_rows(const char *path, const cat_catalog *cat, row_set *s)
 {
-    json_t *per = json_object();
-    double wt = 0, wn = 0, total = 0;
-    for (size_t i = 0; i < nw; i++) {
-        double t = stats_cv(w[i].tally, w[i].n), n = stats_cv(w[i].naive, w[i].n);
-        json_object_set_new(
-            per, w[i].name,
-            json_pack("{s:f, s:f, s:I}", "tally_cv", t, "naive_cv", n, "rows", (json_int_t)w[i].n));
-        if (w[i].n >= 2) {
-            wt += t * (double)w[i].n;
-            wn += n * (double)w[i].n;
-            total += (double)w[i].n;
+    char line[1024];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n' || line[0] == '\r' ||
+            strncmp(line, "workload,", 9) == 0) /* header row */
+            continue;
+        if (s->n < MAX_ROWS && parse_row(line, cat, &s->v[s->n]) == 0)
+            s->n++;
+        else
+            s->skipped++;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Work per nominal CU of a row under table t: throughput / (mCU/h / 1000). */
+static double work_per_cu(const cat_catalog *cat, const cu_eff_table *t, const unit_row *r)
+{
+    cu_rate rate;
+    if (cu_rate_for(cat, t, cat_device_id(r->dev), r->count, &r->prof, &rate, NULL) != CU_OK ||
+        rate.total_mcu_per_hour <= 0)
+        return NAN;
+    return r->tput / ((double)rate.total_mcu_per_hour / 1000.0);
+}
+
+/* Distinct workload names of s, in first-seen order; returns their count. */
+static size_t workload_names(const row_set *s, const char **names)
+{
+    size_t nw = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        size_t j = 0;
+        while (j < nw && strcmp(names[j], s->v[i].workload) != 0)
+            j++;
+        if (j == nw && nw < MAX_WORKLOADS)
+            names[nw++] = s->v[i].workload;
+    }
+    return nw;
+}
+
+/* ---- calibration ---------------------------------------------------------- */
+
+/* m[i] = work per CU of row i / geometric mean of the GPU rows of its workload
+ * (all rows when the workload has no GPU row); NAN when undefined. */
+static void relative_ratios(const cat_catalog *cat, const cu_eff_table *t, const row_set *s,
+                            double *m)
+{
+    const char *names[MAX_WORKLOADS];
+    size_t nw = workload_names(s, names);
+    for (size_t w = 0; w < nw; w++) {
+        double lg = 0, la = 0;
+        size_t ng = 0, na = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            if (strcmp(s->v[i].workload, names[w]) != 0)
+                continue;
+            m[i] = work_per_cu(cat, t, &s->v[i]);
+            if (!(m[i] > 0))
+                continue;
+            la += log(m[i]), na++;
+            if (cat_device_kind(s->v[i].dev) == CAT_KIND_GPU)
+                lg += log(m[i]), ng++;
+        }
+        double ref = ng ? exp(lg / (double)ng) : na ? exp(la / (double)na) : NAN;
+        for (size_t i = 0; i < s->n; i++)
+            if (strcmp(s->v[i].workload, names[w]) == 0)
+                m[i] = na > 1 ? m[i] / ref : NAN; /* one row says nothing relative */
+    }
+}
+
+/* Set (or add) the entry for (device or kind, cls) to eff_ppm; runs counts rows. */
+static void table_set(cu_eff_table *t, const cat_device *dev, cat_kind kind, cu_class cls,
+                      double eff_ppm, int64_t runs)
+{
+    const char *id = dev ? cat_device_id(dev) : "";
+    uint32_t i = 0;
+    while (i < t->n && !(t->entries[i].cls == cls && strcmp(t->entries[i].device_id, id) == 0 &&
+                         (dev || t->entries[i].kind == kind)))
+        i++;
+    if (i == t->n) {
+        if (t->n == CU_EFF_MAX_ENTRIES)
+            return;
+        t->n++;
+        memset(&t->entries[i], 0, sizeof t->entries[i]);
+        snprintf(t->entries[i].device_id, sizeof t->entries[i].device_id, "%s", id);
+        t->entries[i].kind = kind;
+        t->entries[i].cls = cls;
+    }
+    double e = eff_ppm < CU_EFF_MIN_PPM ? CU_EFF_MIN_PPM : eff_ppm > CU_PPM ? CU_PPM : eff_ppm;
+    t->entries[i].eff_ppm = (int32_t)llround(e);
+    t->entries[i].runs = runs;
+}
+
+/* Geometric mean of m[i] over rows matching (dev, or kind when dev is NULL, and cls). */
+static double group_factor(const row_set *s, const double *m, const cat_device *dev, cat_kind kind,
+                           cu_class cls, int64_t *n_out)
+{
+    double l = 0;
+    int64_t n = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const unit_row *r = &s->v[i];
+        if (r->prof.cls != cls || !(m[i] > 0) ||
+            (dev ? r->dev != dev : cat_device_kind(r->dev) != kind))
+            continue;
+        l += log(m[i]), n++;
+    }
+    *n_out = n;
+    return n ? exp(l / (double)n) : 1.0;
+}
+
+/* The (kind, cls) entry of t, else the documented default. */
+static double kind_eff(const cu_eff_table *t, cat_kind kind, cu_class cls)
+{
+    cu_eff_table d;
+    for (int pass = 0; pass < 2; pass++, t = &d) {
+        if (pass == 1)
+            cu_eff_defaults(&d);
+        for (uint32_t i = 0; i < t->n; i++)
+            if (t->entries[i].device_id[0] == '\0' && t->entries[i].kind == kind &&
+                t->entries[i].cls == cls)
+                return t->entries[i].eff_ppm;
+    }
+    return CU_PPM / 2;
+}
+
+/* out = base with efficiencies re-derived from the calibration rows s. */
+static void calibrate(const cat_catalog *cat, const cu_eff_table *base, const row_set *s,
+                      cal_level level, cu_eff_table *out, double *m)
+{
+    memcpy(out, base, sizeof *out);
+    out->version = base->version + 1;
+    relative_ratios(cat, base, s, m);
+    for (int c = 0; c < CU_CLASS_COUNT; c++) {
+        for (int k = 0; k < CAT_KIND_COUNT; k++) {
+            int64_t n;
+            double f = group_factor(s, m, NULL, (cat_kind)k, (cu_class)c, &n);
+            if (n > 0)
+                table_set(out, NULL, (cat_kind)k, (cu_class)c,
+                          kind_eff(base, (cat_kind)k, (cu_class)c) * f, n);
         }
     }
-    json_t *out = json_pack("{s:I, s:I, s:o, s:{s:f, s:f}}", "rows", (json_int_t)rows, "skipped",
-                            (json_int_t)skipped, "workloads", per, "overall", "tally_cv",
-                            total > 0 ? wt / total : 0.0, "naive_cv", total > 0 ? wn / total : 0.0);
-    char *s = json_dumps(out, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
-    puts(s);
-    free(s);
+    for (size_t i = 0; level == CAL_DEVICE && i < s->n; i++) {
+        int64_t n;
+        const unit_row *r = &s->v[i];
+        double f = group_factor(s, m, r->dev, cat_device_kind(r->dev), r->prof.cls, &n);
+        if (n > 0)
+            table_set(out, r->dev, cat_device_kind(r->dev), r->prof.cls,
+                      cu_eff_lookup(base, r->dev, r->prof.cls) * f, n);
+    }
+}
+
+/* ---- scoring -------------------------------------------------------------- */
+
+static json_t *score(const cat_catalog *cat, const cu_eff_table *t, const row_set *s, double *tally,
+                     double *naive)
+{
+    const char *names[MAX_WORKLOADS];
+    size_t nw = workload_names(s, names);
+    json_t *per = json_object();
+    double wt = 0, wn = 0, total = 0;
+    for (size_t w = 0; w < nw; w++) {
+        size_t n = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            const unit_row *r = &s->v[i];
+            if (strcmp(r->workload, names[w]) != 0)
+                continue;
+            tally[n] = work_per_cu(cat, t, r);
+            naive[n++] = r->tput / ((double)r->count * naive_peak(r->dev));
+        }
+        double tc = stats_cv(tally, n), nc = stats_cv(naive, n);
+        json_object_set_new(
+            per, names[w],
+            json_pack("{s:f, s:f, s:I}", "tally_cv", tc, "naive_cv", nc, "rows", (json_int_t)n));
+        if (n >= 2) {
+            wt += tc * (double)n;
+            wn += nc * (double)n;
+            total += (double)n;
+        }
+    }
+    return json_pack("{s:o, s:{s:f, s:f}}", "workloads", per, "overall", "tally_cv",
+                     total > 0 ? wt / total : 0.0, "naive_cv", total > 0 ? wn / total : 0.0);
+}
+
+/* ---- command -------------------------------------------------------------- */
+
+typedef struct {
+    const char *csv, *catalog, *calib, *eff_in, *eff_out;
+    cal_level level;
+} units_opts;
+
+static int parse_opts(int argc, char **argv, units_opts *o)
+{
+    static const struct option opts[] = {{"csv", required_argument, 0, 'c'},
+                                         {"catalog", required_argument, 0, 'k'},
+                                         {"calibrate", required_argument, 0, 'a'},
+                                         {"level", required_argument, 0, 'l'},
+                                         {"eff", required_argument, 0, 'e'},
+                                         {"eff-out", required_argument, 0, 'o'},
+                                         {0, 0, 0, 0}};
+    int c;
+    *o = (units_opts){NULL, TALLY_DEFAULT_CATALOG, NULL, NULL, NULL, CAL_DEVICE};
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'c')
+            o->csv = optarg;
+        else if (c == 'k')
+            o->catalog = optarg;
+        else if (c == 'a')
+            o->calib = optarg;
+        else if (c == 'e')
+            o->eff_in = optarg;
+        else if (c == 'o')
+            o->eff_out = optarg;
+        else if (c == 'l' && (strcmp(optarg, "kind") == 0 || strcmp(optarg, "device") == 0))
+            o->level = strcmp(optarg, "kind") == 0 ? CAL_KIND : CAL_DEVICE;
+        else
+            return -1;
+    }
+    return o->csv ? 0 : -1;
+}
+
+/* Base table: --eff FILE or the documented defaults. Returns 0 or -1. */
+static int load_base(const char *path, cu_eff_table *t)
+{
+    json_error_t jerr;
+    cu_error err;
+    if (!path) {
+        cu_eff_defaults(t);
+        return 0;
+    }
+    json_t *j = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    int rc = j && cu_eff_from_json(j, t, &err) == CU_OK ? 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "tally-eval: %s: not an efficiency table\n", path);
+    json_decref(j);
+    return rc;
+}
+
+static int write_table(const char *path, const cu_eff_table *t)
+{
+    json_t *j = cu_eff_to_json(t);
+    int rc = j ? json_dump_file(j, path, JSON_INDENT(1) | JSON_PRESERVE_ORDER) : -1;
+    json_decref(j);
+    return rc;
+}
+
+static void print_result(json_t *res, const row_set *s, const row_set *cal, const cu_eff_table *t,
+                         const units_opts *o)
+{
+    json_t *out =
+        json_pack("{s:I, s:I}", "rows", (json_int_t)s->n, "skipped", (json_int_t)s->skipped);
+    json_object_update(out, res);
+    json_decref(res);
+    json_object_set_new(
+        out, "efficiency",
+        json_pack("{s:I, s:s, s:I}", "version", (json_int_t)t->version, "source",
+                  o->calib    ? (o->level == CAL_KIND ? "calibrated-kind" : "calibrated-device")
+                  : o->eff_in ? "file"
+                              : "defaults",
+                  "calibration_rows", (json_int_t)(cal ? cal->n : 0)));
+    char *txt = json_dumps(out, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
+    puts(txt);
+    free(txt);
     json_decref(out);
 }
 
 int eval_units(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"csv", required_argument, 0, 'c'}, {"catalog", required_argument, 0, 'k'}, {0, 0, 0, 0}};
-    const char *csv = NULL, *catalog = TALLY_DEFAULT_CATALOG;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (c == 'c')
-            csv = optarg;
-        else if (c == 'k')
-            catalog = optarg;
-        else
-            return 2;
+    units_opts o;
+    cat_error cerr = {{0}};
+    cat_catalog *cat = NULL;
+    row_set s = {0}, cal = {0};
+    cu_eff_table *base = malloc(sizeof *base), *t = malloc(sizeof *t);
+    double *a = calloc(MAX_ROWS, sizeof *a), *b = calloc(MAX_ROWS, sizeof *b);
+    int rc = 1;
+    s.v = calloc(MAX_ROWS, sizeof *s.v);
+    cal.v = calloc(MAX_ROWS, sizeof *cal.v);
+    if (parse_opts(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: tally-eval units --csv FILE [--catalog FILE] [--eff TABLE.json]\n"
+                        "         [--calibrate FILE [--level kind|device]] [--eff-out FILE]\n");
+        rc = 2;
+        goto done;
     }
-    if (!csv) {
-        fprintf(stderr, "usage: tally-eval units --csv FILE [--catalog FILE]\n");
-        return 2;
+    if (!base || !t || !a || !b || !s.v || !cal.v || !(cat = cat_load_file(o.catalog, &cerr))) {
+        fprintf(stderr, "tally-eval: %s\n", cerr.message[0] ? cerr.message : "out of memory");
+        goto done;
     }
-    cat_error err = {{0}};
-    cat_catalog *cat = cat_load_file(catalog, &err);
-    FILE *f = cat ? fopen(csv, "r") : NULL;
-    workload *w = calloc(MAX_WORKLOADS, sizeof *w);
-    if (!cat || !f || !w) {
-        fprintf(stderr, "tally-eval: %s\n", cat ? "cannot read CSV file" : err.message);
-        cat_free(cat);
-        free(w);
-        if (f)
-            fclose(f);
-        return 1;
+    if (load_base(o.eff_in, base) != 0)
+        goto done;
+    if (read_rows(o.csv, cat, &s) != 0 || (o.calib && read_rows(o.calib, cat, &cal) != 0)) {
+        fprintf(stderr, "tally-eval: cannot read CSV file\n");
+        goto done;
     }
-    char line[1024];
-    size_t nw = 0, rows = 0, skipped = 0;
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || line[0] == '\n' || line[0] == '\r' ||
-            strncmp(line, "workload,", 9) == 0) /* header row */
-            continue;
-        if (score_row(line, cat, w, &nw) == 0)
-            rows++;
-        else
-            skipped++;
+    if (o.calib)
+        calibrate(cat, base, &cal, o.level, t, a);
+    else
+        memcpy(t, base, sizeof *t);
+    if (o.eff_out && write_table(o.eff_out, t) != 0) {
+        fprintf(stderr, "tally-eval: cannot write %s\n", o.eff_out);
+        goto done;
     }
-    fclose(f);
-    print_units(w, nw, rows, skipped);
-    free(w);
+    print_result(score(cat, t, &s, a, b), &s, o.calib ? &cal : NULL, t, &o);
+    rc = 0;
+done:
+    free(s.v);
+    free(cal.v);
+    free(base);
+    free(t);
+    free(a);
+    free(b);
     cat_free(cat);
-    return 0;
+    return rc;
 }
