@@ -552,7 +552,8 @@ long probe_engine_snapshot(probe_engine *eng, probe_state **out)
     pthread_mutex_unlock(&eng->mu);
     if (n == 0) {
         free(v);
-        v = NULL;
+        *out = NULL;
+        return 0;
     }
     qsort(v, n, sizeof *v, cmp_state);
     *out = v;
