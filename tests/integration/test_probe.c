@@ -34,6 +34,8 @@ typedef struct {
 static struct event_base *base;
 static probe_engine *eng;
 static pthread_t loop_thread;
+static volatile int stopping; /* read by the ticker: a loopbreak sent before the
+                                 loop starts would be forgotten */
 static watch w = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static int64_t mono_us(void)
@@ -67,6 +69,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
         w.max_gap_us = now - w.last_tick_us;
     w.last_tick_us = now;
     pthread_mutex_unlock(&w.mu);
+    if (stopping)
+        event_base_loopbreak(base);
 }
 
 static void *run_loop(void *arg)
@@ -118,7 +122,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    event_base_loopbreak(base);
+    stopping = 1;
     pthread_join(loop_thread, NULL);
     probe_engine_free(eng);
     event_free(w.ticker);
