@@ -82,8 +82,16 @@ typedef struct {
 
 /* Named profile ("llm-train", ...). Named classes allow the bf16/fp16 swap. */
 cu_status cu_profile_named(const char *name, cu_profile *out);
-/* A named class's intensity with an explicit precision (swap still allowed). */
+/* A named class at an explicit precision (swap still allowed). The class's
+ * intensity is defined at its own precision; at another precision it is
+ * rescaled by operand size (cu_intensity_at_precision): llm-decode is 16
+ * FLOP/B in bf16 and 32 in fp8, cv-train 50 in fp16 and 100 in int8. */
 cu_status cu_profile_class_precision(cu_class cls, cat_precision p, cu_profile *out);
+/* intensity_milli of a kernel at precision `from`, re-expressed for the same
+ * kernel at `to`: x bytes(from) / bytes(to) (8, 4, 4, 2, 2, 1, 1 bytes for
+ * fp64..int8; TF32 is stored as 4 bytes), rounded half-up and clamped to
+ * [CU_MIN_INTENSITY, CU_MAX_INTENSITY]. Unknown precisions return it unchanged. */
+int64_t cu_intensity_at_precision(int64_t intensity_milli, cat_precision from, cat_precision to);
 /* Custom profile: exact precision, intensity in milli-FLOP/byte. */
 cu_status cu_profile_custom(cat_precision p, int64_t intensity_milli, cu_profile *out);
 const char *cu_class_name(cu_class cls);

@@ -37,6 +37,25 @@ static const struct {
     [CU_CLASS_CUSTOM] = {"custom", CAT_FP32, 10000},
 };
 
+/* Bytes one operand of each precision occupies in memory (TF32 is stored as
+ * FP32). A class's intensity is FLOP per byte at the class's own precision;
+ * the same kernels at another precision move proportionally more or fewer
+ * bytes for the same FLOP, so the intensity scales by own / other. */
+static const int64_t operand_bytes[CAT_PRECISION_COUNT] = {
+    [CAT_FP64] = 8, [CAT_FP32] = 4, [CAT_TF32] = 4, [CAT_BF16] = 2,
+    [CAT_FP16] = 2, [CAT_FP8] = 1,  [CAT_INT8] = 1,
+};
+
+int64_t cu_intensity_at_precision(int64_t intensity_milli, cat_precision from, cat_precision to)
+{
+    if ((unsigned)from >= CAT_PRECISION_COUNT || (unsigned)to >= CAT_PRECISION_COUNT ||
+        intensity_milli <= 0)
+        return intensity_milli;
+    int64_t num = intensity_milli * operand_bytes[from], den = operand_bytes[to];
+    int64_t v = (num + den / 2) / den; /* half-up; all operands positive */
+    return v < CU_MIN_INTENSITY ? CU_MIN_INTENSITY : v > CU_MAX_INTENSITY ? CU_MAX_INTENSITY : v;
+}
+
 const char *cu_class_name(cu_class cls)
 {
     return (unsigned)cls < CU_CLASS_COUNT ? classes[cls].name : "unknown";
@@ -69,7 +88,8 @@ cu_status cu_profile_class_precision(cu_class cls, cat_precision p, cu_profile *
         return CU_ERR_INVALID;
     out->cls = cls;
     out->precision = p;
-    out->intensity_milli = classes[cls].intensity_milli;
+    out->intensity_milli =
+        cu_intensity_at_precision(classes[cls].intensity_milli, classes[cls].precision, p);
     out->allow_16bit_swap = 1;
     return CU_OK;
 }

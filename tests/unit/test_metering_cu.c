@@ -104,6 +104,66 @@ Test(cu, v100_swaps_bf16_for_fp16)
     cr_assert_eq(r.rate_mcu_per_hour, 180000);
 }
 
+/* Intensity is FLOP per byte at the class's own precision; operands of 8, 4,
+ * 4, 2, 2, 1, 1 bytes (fp64..int8) rescale it by own / other:
+ *   16 000 bf16 -> fp8:  16 000 x 2 / 1 = 32 000
+ *   50 000 fp16 -> int8: 50 000 x 2 / 1 = 100 000
+ *    8 000 fp64 -> fp32:  8 000 x 8 / 4 = 16 000
+ *   50 000 fp16 -> tf32: 50 000 x 2 / 4 = 25 000
+ *        1 fp8  -> fp64: (1 x 1 + 4) / 8 = 0 -> clamped to the minimum 1 */
+Test(cu, intensity_scales_with_operand_size)
+{
+    cr_assert_eq(cu_intensity_at_precision(16000, CAT_BF16, CAT_FP8), 32000);
+    cr_assert_eq(cu_intensity_at_precision(50000, CAT_FP16, CAT_INT8), 100000);
+    cr_assert_eq(cu_intensity_at_precision(8000, CAT_FP64, CAT_FP32), 16000);
+    cr_assert_eq(cu_intensity_at_precision(50000, CAT_FP16, CAT_TF32), 25000);
+    cr_assert_eq(cu_intensity_at_precision(300000, CAT_BF16, CAT_FP16), 300000);
+    cr_assert_eq(cu_intensity_at_precision(1, CAT_FP8, CAT_FP64), CU_MIN_INTENSITY);
+    cr_assert_eq(cu_intensity_at_precision(CU_MAX_INTENSITY, CAT_FP64, CAT_INT8), CU_MAX_INTENSITY);
+    cr_assert_eq(cu_intensity_at_precision(777, CAT_PRECISION_COUNT, CAT_FP8), 777);
+}
+
+/* llm-decode in fp8 on H100 SXM: 32 FLOP/B (fp8 weights are half the bytes),
+ *   mem roof = 32 000 x 3 350 = 107 200 000 MFLOP/s < 1 978 900 000 -> memory-bound
+ *   rate = 107 200 000 x 600 000 x 3 600 000 / 10^15 = 231 552 mCU/h
+ * (with the bf16 intensity it would have been 115 776: half). */
+Test(cu, h100_decode_fp8_uses_fp8_bytes)
+{
+    cu_profile p;
+    cu_rate r;
+    cr_assert_eq(cu_profile_class_precision(CU_CLASS_LLM_DECODE, CAT_FP8, &p), CU_OK);
+    cr_assert_eq(p.intensity_milli, 32000);
+    cr_assert_eq(cu_rate_for(cat, NULL, "nvidia-h100-sxm", 1, &p, &r, NULL), CU_OK);
+    cr_assert(r.memory_bound);
+    cr_assert_eq(r.roof_mflops, 107200000);
+    cr_assert_eq(r.rate_mcu_per_hour, 231552);
+}
+
+/* llm-prefill in int8 on A100 80GB: 250 x 2 = 500 FLOP/B,
+ *   mem roof = 500 000 x 2 039 = 1 019 500 000 > int8 peak 624 000 000 -> compute-bound
+ *   rate = 624 000 000 x 550 000 x 3 600 000 / 10^15 = 1 235 520 mCU/h
+ * (at the bf16 intensity, 509 750 000 MFLOP/s, it would wrongly be memory-bound). */
+Test(cu, a100_prefill_int8_is_compute_bound)
+{
+    cu_profile p;
+    cu_rate r;
+    cr_assert_eq(cu_profile_class_precision(CU_CLASS_LLM_PREFILL, CAT_INT8, &p), CU_OK);
+    cr_assert_eq(cu_rate_for(cat, NULL, "nvidia-a100-sxm-80gb", 1, &p, &r, NULL), CU_OK);
+    cr_assert_not(r.memory_bound);
+    cr_assert_eq(r.roof_mflops, 624000000);
+    cr_assert_eq(r.rate_mcu_per_hour, 1235520);
+}
+
+/* The class's own precision and the bf16 <-> fp16 swap keep the intensity. */
+Test(cu, own_precision_keeps_intensity)
+{
+    cu_profile a, b;
+    cr_assert_eq(cu_profile_named("cv-train", &a), CU_OK);
+    cr_assert_eq(cu_profile_class_precision(CU_CLASS_CV_TRAIN, CAT_BF16, &b), CU_OK);
+    cr_assert_eq(a.intensity_milli, 50000);
+    cr_assert_eq(b.intensity_milli, 50000);
+}
+
 /* Inverse: the work one H100 does in an hour takes exactly an hour; one mCU
  * needs ceil(10^15 / (989 400 000 x 400 000)) = ceil(2.527) = 3 ms. */
 Test(cu, duration_inverse)
