@@ -103,7 +103,16 @@ Test(catalog, every_device_consistent)
             cr_expect_leq(cat_device_peak_gflops(d, CAT_TF32), h, "%s tf32", id);
             /* +4 %: vendors round each figure separately (L40S: 362.05 vs 733). */
             cr_expect_leq(cat_device_peak_gflops(d, CAT_FP8), 2 * h + h / 25, "%s fp8", id);
+            /* int8 at most twice the widest 16-bit/fp8 figure: a 2:4-sparse int8
+             * figure (4 x 16-bit on A100, H100) would fail here. */
+            int64_t h8 =
+                cat_device_peak_gflops(d, CAT_FP8) > h ? cat_device_peak_gflops(d, CAT_FP8) : h;
+            cr_expect_leq(cat_device_peak_gflops(d, CAT_INT8), 2 * h8 + h8 / 25, "%s int8", id);
         }
+        /* No precision is faster at a wider width: fp64 <= fp32. */
+        if (cat_device_has_precision(d, CAT_FP64) && cat_device_has_precision(d, CAT_FP32))
+            cr_expect_leq(cat_device_peak_gflops(d, CAT_FP64), cat_device_peak_gflops(d, CAT_FP32),
+                          "%s fp64", id);
         if (cat_device_kind(d) == CAT_KIND_CPU)
             cr_expect_gt(cat_device_cores(d), 0, "%s cores", id);
         json_t *j = cat_device_to_json(d);
