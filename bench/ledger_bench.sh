@@ -3,13 +3,16 @@
 #   1. pgbench: one small durable transaction per commit, 8 clients (the commit-rate limit)
 #   2. libsodium Ed25519 signatures per second (the signing limit)
 #   3. single-transfer HTTP requests per second from many connections (group commit)
-#   4. transfers per second through the batch executor (BATCH per transaction)
-# Usage: bench/ledger_bench.sh BUILD_DIR PG_DIR [SECONDS] [CONNECTIONS] [BATCH]
+#   4. transfers per second through the batch executor (BATCH per transaction,
+#      THREADS executors at once)
+#   5. the database's ceiling for the same rows: binary COPY of BATCH transactions
+#      and their entries per commit, no signing, no ledger logic (THREADS at once)
+# Usage: bench/ledger_bench.sh BUILD_DIR PG_DIR [SECONDS] [CONNECTIONS] [BATCH] [THREADS] [TENANTS]
 # PG_DIR is a cluster started with scripts/pg.sh start (durable: fsync on).
 set -euo pipefail
 build=${1:?usage: ledger_bench.sh BUILD_DIR PG_DIR [SECONDS] [CONNECTIONS] [BATCH]}
 pgdir=${2:?PG_DIR}
-secs=${3:-10}; conns=${4:-64}; batch=${5:-256}
+secs=${3:-10}; conns=${4:-64}; batch=${5:-256}; threads=${6:-2}; tenants=${7:-8}
 here=$(cd "$(dirname "$0")" && pwd)
 pg="host=$(readlink -f "$pgdir")/run port=${TALLY_PG_PORT:-5432} user=tally"
 db=ledger_bench_$$
@@ -22,8 +25,10 @@ $T keygen --out "$work/sk" >/dev/null
 $T keygen --hash-secret --out "$work/hs" >/dev/null
 $T migrate 2>/dev/null
 key=$($T admin create-account --name bench-admin --role admin | sed -n 's/.*"api_key": "\(tly_[^"]*\)".*/\1/p')
-t1=$($T admin create-account --name t1 --role tenant | sed -n 's/.*"id": "\(acc_[^"]*\)".*/\1/p')
-t2=$($T admin create-account --name t2 --role tenant | sed -n 's/.*"id": "\(acc_[^"]*\)".*/\1/p')
+ts=()
+for i in $(seq $((tenants > 2 * threads ? tenants : 2 * threads))); do
+    ts+=("$($T admin create-account --name "t$i" --role tenant | sed -n 's/.*"id": "\(acc_[^"]*\)".*/\1/p')")
+done
 
 # 1. pgbench: one small durable insert per transaction, 8 clients
 psql "$pg dbname=$db" -qc "CREATE TABLE pgb (id bigserial PRIMARY KEY, v int)"
@@ -43,11 +48,17 @@ for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && b
 dep() { curl -s -XPOST "http://127.0.0.1:$port/v1/ledger/deposits" -H "Authorization: Bearer $key" \
         -H 'Content-Type: application/json' -d "{\"tenant_id\":\"$1\",\"currency\":\"USD\",\"amount\":\"1000000\"}" |
         sed -n 's/.*"entries":\[{"account":"\(la_[^"]*\)".*/\1/p'; }
-w1=$(dep "$t1"); w2=$(dep "$t2")
-"$build/bin/bench-ledger" http "http://127.0.0.1:$port" "$key" "$w1" "$w2" "$conns" "$secs"
+ws=""
+for t in "${ts[@]:0:$tenants}"; do ws="$ws${ws:+,}$(dep "$t")"; done
+"$build/bin/bench-ledger" http "http://127.0.0.1:$port" "$key" "$ws" "$conns" "$secs"
 kill -TERM $pid; wait $pid || true
 $T verify
 
 # 4. the batch executor
-"$build/bin/bench-ledger" batch "$TALLY_DATABASE_URL" "$batch" "$secs"
+"$build/bin/bench-ledger" batch "$TALLY_DATABASE_URL" "$batch" "$secs" 1
+"$build/bin/bench-ledger" batch "$TALLY_DATABASE_URL" "$batch" "$secs" "$threads"
 $T verify
+
+# 5. the database's ceiling for the same rows
+"$build/bin/bench-ledger" copy "$TALLY_DATABASE_URL" "$batch" "$secs" 1
+"$build/bin/bench-ledger" copy "$TALLY_DATABASE_URL" "$batch" "$secs" "$threads"

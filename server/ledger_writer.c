@@ -10,6 +10,7 @@
  * idempotent outcome, and every reply follows the COMMIT.
  */
 #include "ids.h"
+#include "ledger_copy.h"
 #include "ledger_svc.h"
 #include "log.h"
 
@@ -570,7 +571,8 @@ typedef struct batch {
     size_t norigs;
     int64_t now_us;
     ledger_buf scratch;
-    json_t *w_txns, *w_entries, *w_holds_new, *w_holds_upd, *w_idem;
+    ledger_copy cp_txns, cp_entries;
+    json_t *w_holds_new, *w_holds_upd, *w_idem;
 } batch;
 
 static bool op_has_key(const ledger_op *op)
@@ -1361,43 +1363,49 @@ static ledger_err build_op(batch *b, ledger_op *op, ledger_txn *t, bhold **hp, b
     return ledger_error_set(err, LEDGER_E_BAD_KIND, -1, "", "unknown operation");
 }
 
+/* Queue t's transaction row and its entry rows on the batch's COPY streams
+ * (column order: sql_w_txns and sql_w_entries). */
 static void push_txn_rows(batch *b, const ledger_txn *t, const ledger_entry_info *info,
                           const ledger_op *op, const char *hold_id)
 {
-    char ph[65], hh[65], sh[129], *canon;
-    json_t *row;
+    ledger_copy *c = &b->cp_txns;
 
-    ledger_canon_encode(t, &b->scratch, NULL);
-    canon = malloc(2 * b->scratch.len + 1);
-    if (canon)
-        ledger_hex(b->scratch.data, b->scratch.len, canon);
-    ledger_hex(t->prev_hash, LEDGER_HASH_BYTES, ph);
-    ledger_hex(t->hash, LEDGER_HASH_BYTES, hh);
-    ledger_hex(t->sig, LEDGER_SIG_BYTES, sh);
-    row =
-        json_pack("{s:s,s:I,s:I,s:s,s:s,s:I,s:I,s:s,s:s,s:s,s:s,s:s}", "id", t->id, "p",
-                  (json_int_t)t->partition, "q", (json_int_t)t->seq, "k", ledger_kind_name(t->kind),
-                  "m", t->memo, "e", (json_int_t)t->effective_us, "i", (json_int_t)t->inserted_us,
-                  "c", canon ? canon : "", "ph", ph, "h", hh, "kid", t->kid, "sig", sh);
-    free(canon);
-#define OPT(k, v) json_object_set_new(row, k, (v)[0] ? json_string(v) : json_null())
-    OPT("o", t->order_id);
-    OPT("u", t->usage_id);
-    OPT("inv", t->invoice_id);
-    OPT("r", t->reverses_id);
-    OPT("ik", t->idempotency_key);
-    OPT("hold", hold_id ? hold_id : "");
-    OPT("caller", op->caller);
-#undef OPT
-    json_array_append_new(b->w_txns, row);
-    for (size_t i = 0; i < t->n_entries; i++)
-        json_array_append_new(
-            b->w_entries,
-            json_pack("{s:s,s:I,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "t", t->id, "x", (json_int_t)i,
-                      "a", t->entries[i].account, "c", t->entries[i].currency, "m",
-                      (json_int_t)t->entries[i].amount, "s", (json_int_t)info[i].shard, "bb",
-                      (json_int_t)info[i].before, "ba", (json_int_t)info[i].after, "v",
-                      (json_int_t)info[i].version, "i", (json_int_t)t->inserted_us));
+    if (ledger_canon_encode(t, &b->scratch, NULL) != LEDGER_OK)
+        c->oom = true; /* cannot happen after seal; fail the batch rather than store less */
+    ledger_copy_row(c, 19);
+    ledger_copy_text(c, t->id);
+    ledger_copy_i32(c, (int32_t)t->partition);
+    ledger_copy_i64(c, (int64_t)t->seq);
+    ledger_copy_text(c, ledger_kind_name(t->kind));
+    ledger_copy_text(c, t->memo);
+    ledger_copy_text_or_null(c, t->order_id);
+    ledger_copy_text_or_null(c, t->usage_id);
+    ledger_copy_text_or_null(c, t->invoice_id);
+    ledger_copy_text_or_null(c, t->reverses_id);
+    ledger_copy_text_or_null(c, hold_id);
+    ledger_copy_text_or_null(c, op->caller);
+    ledger_copy_text_or_null(c, t->idempotency_key);
+    ledger_copy_i64(c, t->effective_us);
+    ledger_copy_i64(c, t->inserted_us);
+    ledger_copy_bytes(c, b->scratch.data, b->scratch.len);
+    ledger_copy_bytes(c, t->prev_hash, LEDGER_HASH_BYTES);
+    ledger_copy_bytes(c, t->hash, LEDGER_HASH_BYTES);
+    ledger_copy_text(c, t->kid);
+    ledger_copy_bytes(c, t->sig, LEDGER_SIG_BYTES);
+    c = &b->cp_entries;
+    for (size_t i = 0; i < t->n_entries; i++) {
+        ledger_copy_row(c, 10);
+        ledger_copy_text(c, t->id);
+        ledger_copy_i16(c, (int16_t)i);
+        ledger_copy_text(c, t->entries[i].account);
+        ledger_copy_text(c, t->entries[i].currency);
+        ledger_copy_i64(c, t->entries[i].amount);
+        ledger_copy_i32(c, info[i].shard);
+        ledger_copy_i64(c, info[i].before);
+        ledger_copy_i64(c, info[i].after);
+        ledger_copy_i64(c, (int64_t)info[i].version);
+        ledger_copy_i64(c, t->inserted_us);
+    }
 }
 
 /* Apply one op in memory: build, validate, apply balances, seal, queue rows. */
@@ -1481,20 +1489,12 @@ static void apply_op(batch *b, ledger_op *op)
 }
 
 static const char sql_w_txns[] =
-    "INSERT INTO ledger_transactions (id, partition, seq, kind, memo, order_id, usage_id, "
-    "invoice_id, reverses_id, hold_id, caller_id, idempotency_key, effective_us, inserted_us, "
-    "canonical, prev_hash, hash, kid, sig) "
-    "SELECT id, p, q, k, m, o, u, inv, r, hold, caller, ik, e, i, decode(c, 'hex'), "
-    "decode(ph, 'hex'), decode(h, 'hex'), kid, decode(sig, 'hex') FROM "
-    "jsonb_to_recordset($1::jsonb) "
-    "AS x(id text, p integer, q bigint, k text, m text, o text, u text, inv text, r text, "
-    "hold text, caller text, ik text, e bigint, i bigint, c text, ph text, h text, kid text, "
-    "sig text)";
+    "COPY ledger_transactions (id, partition, seq, kind, memo, order_id, usage_id, invoice_id, "
+    "reverses_id, hold_id, caller_id, idempotency_key, effective_us, inserted_us, canonical, "
+    "prev_hash, hash, kid, sig) FROM STDIN (FORMAT binary)";
 static const char sql_w_entries[] =
-    "INSERT INTO ledger_entries (txn_id, idx, account_id, currency, amount, shard, "
-    "balance_before, balance_after, account_version, inserted_us) "
-    "SELECT t, x, a, c, m, s, bb, ba, v, i FROM jsonb_to_recordset($1::jsonb) AS y(t text, "
-    "x smallint, a text, c text, m bigint, s integer, bb bigint, ba bigint, v bigint, i bigint)";
+    "COPY ledger_entries (txn_id, idx, account_id, currency, amount, shard, balance_before, "
+    "balance_after, account_version, inserted_us) FROM STDIN (FORMAT binary)";
 static const char sql_w_accts[] =
     "UPDATE ledger_accounts a SET balance = x.b, version = x.v "
     "FROM jsonb_to_recordset($1::jsonb) AS x(id text, b bigint, v bigint) WHERE a.id = x.id";
@@ -1561,9 +1561,9 @@ static int write_batch(batch *b)
                           "rel", (json_int_t)h->h.released, "st", hold_status_name(h->h.status),
                           "ct", h->closed_txn[0] ? json_string(h->closed_txn) : json_null()));
     }
-    rc = exec_json(b->db, sql_w_txns, b->w_txns);
+    rc = ledger_copy_send(b->db, sql_w_txns, &b->cp_txns);
     if (rc == DB_OK)
-        rc = exec_json(b->db, sql_w_entries, b->w_entries);
+        rc = ledger_copy_send(b->db, sql_w_entries, &b->cp_entries);
     if (rc == DB_OK)
         rc = exec_json(b->db, sql_w_accts, accts);
     if (rc == DB_OK)
@@ -1606,8 +1606,8 @@ static void batch_free(batch *b)
         ledger_row_clear(&b->origs[i].row);
     free(b->origs);
     ledger_buf_free(&b->scratch);
-    json_decref(b->w_txns);
-    json_decref(b->w_entries);
+    ledger_copy_free(&b->cp_txns);
+    ledger_copy_free(&b->cp_entries);
     json_decref(b->w_holds_new);
     json_decref(b->w_holds_upd);
     json_decref(b->w_idem);
@@ -1633,8 +1633,8 @@ static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
     b.ops = ops;
     b.n = n;
     b.active = calloc(n, sizeof *b.active);
-    b.w_txns = json_array();
-    b.w_entries = json_array();
+    ledger_copy_init(&b.cp_txns);
+    ledger_copy_init(&b.cp_entries);
     b.w_holds_new = json_array();
     b.w_holds_upd = json_array();
     b.w_idem = json_array();
