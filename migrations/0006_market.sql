@@ -84,6 +84,7 @@ CREATE TABLE orders (
     policy_id        text NOT NULL,
     policy_version   integer NOT NULL,
     quote_id         text,
+    utilisation_ppm  bigint NOT NULL DEFAULT -1, -- spot input locked at placement (-1 unknown)
     currency         text NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),
     priced_micros    bigint NOT NULL CHECK (priced_micros >= 0),
     hold_micros      bigint NOT NULL CHECK (hold_micros >= priced_micros),
@@ -98,8 +99,6 @@ CREATE TABLE orders (
     placement        jsonb NOT NULL,
     idempotency_key  text,
     request_hash     text NOT NULL,
-    response_status  integer,
-    response         jsonb,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     CHECK (captured_micros <= hold_micros),

@@ -34,6 +34,7 @@ static const struct setting settings[] = {
     {"TALLY_KEY_HASH_SECRET", "key-hash-secret", STR(key_hash_secret_path)},
     {"TALLY_MAX_BODY_BYTES", "max-body-bytes", LONG(max_body_bytes, 1024, 1L << 30)},
     {"TALLY_AUTH_CACHE_MS", "auth-cache-ms", INT(auth_cache_ms, 0, 600000)},
+    {"TALLY_ORDER_HOLD_MARGIN_PCT", "order-hold-margin-pct", INT(order_hold_margin_pct, 0, 1000)},
     {"TALLY_DB_TIMEOUT_MS", "db-timeout-ms", INT(db_timeout_ms, 100, 600000)},
     {"TALLY_ACCESS_LOG", "access-log", SET_BOOL, offsetof(tally_config, access_log), 0, 0, 1},
 };
@@ -49,6 +50,7 @@ void config_defaults(tally_config *cfg)
     cfg->db_pool_size = 0; /* 0: derived from threads at start-up */
     cfg->max_body_bytes = 1L << 20;
     cfg->auth_cache_ms = 2000;
+    cfg->order_hold_margin_pct = 10;
     cfg->db_timeout_ms = 5000;
     cfg->access_log = 1;
 }

@@ -22,6 +22,7 @@ typedef struct tally_config {
     int auth_cache_ms;
     int db_timeout_ms;
     int access_log;
+    int order_hold_margin_pct; /* hold = price at p90 + this percent */
 } tally_config;
 
 /* What a subcommand needs; config_check reports the first missing piece. */

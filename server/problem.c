@@ -35,6 +35,8 @@ static const struct {
                                    "Capture exceeds what the hold reserves"},
     [PROB_HOLD_CLOSED] = {409, "hold-closed", "Hold already closed"},
     [PROB_HOLD_EXPIRED] = {409, "hold-expired", "Hold expired"},
+    [PROB_NO_PLACEMENT] = {409, "no-feasible-placement", "No feasible placement"},
+    [PROB_ORDER_STATE] = {409, "order-state", "Order state does not allow this"},
 };
 
 static int problem_valid(problem_type t)

@@ -32,6 +32,8 @@ typedef enum problem_type {
     PROB_CAPTURE_EXCEEDS_HOLD,  /* 422 capture above what the hold still reserves */
     PROB_HOLD_CLOSED,           /* 409 the hold was already captured, voided or expired */
     PROB_HOLD_EXPIRED,          /* 409 the hold's expiry time has passed */
+    PROB_NO_PLACEMENT,          /* 409 no offer can run the workload under its constraints */
+    PROB_ORDER_STATE,           /* 409 the order's state does not allow this */
     PROB__COUNT
 } problem_type;
 

@@ -1,0 +1,863 @@
+/*
+ * market_usage.c - validate, measure, price and settle a batch of usage records.
+ * Invariants: an accepted record id is stored once per provider and replays
+ * its first answer; an order's captured total never exceeds its hold; the
+ * period state used to price a record is the state every earlier accepted
+ * record of that tenant, policy version and period left behind (row-locked).
+ */
+#include "ids.h"
+#include "log.h"
+#include "market_settle.h"
+#include "market_usage.h"
+#include "metering_store.h"
+#include "order.h"
+#include "pricing_store.h"
+#include "server.h"
+#include "timefmt.h"
+#include "tzdb.h"
+
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct uorder {
+    char id[48], tenant[48], device[64], policy_id[48], currency[4], region[32], cls[32];
+    order_state state;
+    int version, running;
+    int64_t count, start_ms, end_ms, hold, captured, util;
+    cu_profile prof;
+    int64_t add_amount, add_fee, add_mcu, add_dms, refund_amount, refund_fee;
+    int accepted;
+    char capture_stl[48], refund_stl[48];
+    usage_span *spans;
+    size_t nspans, capspans;
+    pstore_version pol;
+} uorder;
+
+typedef struct ustate {
+    char tenant[48], policy[48], period[8];
+    int version;
+    pricing_state st;
+    int used;
+} ustate;
+
+typedef struct ukey {
+    char id[48];
+    unsigned char pk[32];
+    int64_t revoked_ms; /* 0 = active */
+} ukey;
+
+typedef struct ubatch {
+    struct tally_server *srv;
+    db_conn *db;
+    const char *provider;
+    usage_item *items;
+    size_t n;
+    uorder *orders;
+    size_t norders;
+    ustate *states;
+    size_t nstates;
+    ukey *keys;
+    size_t nkeys;
+    pstore_version plat;
+    int64_t now_ms;
+    char batch_id[48];
+} ubatch;
+
+static void refuse(usage_item *it, usage_reason r, const char *detail)
+{
+    it->reason = r;
+    snprintf(it->detail, sizeof it->detail, "%.199s", detail);
+}
+
+/* A Postgres text[] literal of the given strings (ids and record ids have no quotes or commas
+ * that need more than double quoting; usage_rec refuses '"' and '\\'). */
+static char *text_array(ubatch *b, const char *(*get)(const usage_item *))
+{
+    size_t cap = 3, len = 0;
+    char *s;
+
+    for (size_t i = 0; i < b->n; i++)
+        cap += strlen(get(&b->items[i])) + 3;
+    if (!(s = malloc(cap)))
+        return NULL;
+    s[len++] = '{';
+    for (size_t i = 0; i < b->n; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s\"%s\"", i ? "," : "", get(&b->items[i]));
+    snprintf(s + len, cap - len, "}");
+    return s;
+}
+
+static const char *get_record_id(const usage_item *it)
+{
+    return it->rec.record_id;
+}
+
+static const char *get_order_id(const usage_item *it)
+{
+    return it->rec.order_id;
+}
+
+static const char *get_reverses(const usage_item *it)
+{
+    return it->rec.reverses;
+}
+
+/* ---- keys and signatures ------------------------------------------------------------------ */
+
+static const char sql_keys[] =
+    "SELECT id, encode(public_key, 'hex'), "
+    "coalesce((extract(epoch FROM revoked_at) * 1000)::bigint, 0) FROM provider_keys "
+    "WHERE provider_id = $1";
+
+static int load_keys(ubatch *b)
+{
+    const char *p[] = {b->provider};
+    PGresult *r = db_exec(b->db, sql_keys, 1, p);
+    size_t bin;
+
+    if (!r)
+        return db_last_status(b->db);
+    b->nkeys = (size_t)PQntuples(r);
+    b->keys = calloc(b->nkeys ? b->nkeys : 1, sizeof *b->keys);
+    for (size_t i = 0; b->keys && i < b->nkeys; i++) {
+        snprintf(b->keys[i].id, sizeof b->keys[i].id, "%s", PQgetvalue(r, (int)i, 0));
+        sodium_hex2bin(b->keys[i].pk, 32, PQgetvalue(r, (int)i, 1), 64, NULL, &bin, NULL);
+        b->keys[i].revoked_ms = atoll(PQgetvalue(r, (int)i, 2));
+    }
+    PQclear(r);
+    return b->keys ? DB_OK : DB_FAILED;
+}
+
+static void verify(ubatch *b, usage_item *it)
+{
+    for (size_t k = 0; k < b->nkeys; k++) {
+        if (strcmp(b->keys[k].id, it->key_id) != 0)
+            continue;
+        if (b->keys[k].revoked_ms && b->keys[k].revoked_ms <= b->now_ms)
+            return refuse(it, USAGE_KEY_REVOKED,
+                          "the key was revoked: new records need a live key");
+        if (!usage_rec_verify(&it->rec, b->keys[k].pk, it->sig))
+            refuse(it, USAGE_BAD_SIGNATURE,
+                   "the signature does not verify over \"tally-usage-v1\\n\" || canonical record");
+        return;
+    }
+    refuse(it, USAGE_UNKNOWN_KEY, "no key with this id is registered to this provider");
+}
+
+/* ---- replays ---------------------------------------------------------------------------- */
+
+static const char sql_existing[] =
+    "SELECT record_id, record_hash, id, mcu, amount_micros, fee_micros, currency, settlement_id "
+    "FROM usage_records WHERE provider_id = $1 AND record_id = ANY($2::text[])";
+
+static int find_replays(ubatch *b)
+{
+    char *arr = text_array(b, get_record_id);
+    PGresult *r;
+
+    if (!arr)
+        return DB_FAILED;
+    {
+        const char *p[] = {b->provider, arr};
+        r = db_exec(b->db, sql_existing, 2, p);
+    }
+    free(arr);
+    if (!r)
+        return db_last_status(b->db);
+    for (int row = 0; row < PQntuples(r); row++)
+        for (size_t i = 0; i < b->n; i++) {
+            usage_item *it = &b->items[i];
+            if (it->reason != USAGE_OK || strcmp(it->rec.record_id, PQgetvalue(r, row, 0)) != 0)
+                continue;
+            if (strcmp(it->rec.hash_hex, PQgetvalue(r, row, 1)) != 0) {
+                refuse(it, USAGE_ID_REUSED,
+                       "this record id was accepted before with different content; correct it "
+                       "with a reversal record");
+                continue;
+            }
+            it->duplicate = 1;
+            snprintf(it->usage_id, sizeof it->usage_id, "%s", PQgetvalue(r, row, 2));
+            it->mcu = atoll(PQgetvalue(r, row, 3));
+            it->amount = atoll(PQgetvalue(r, row, 4));
+            it->fee = atoll(PQgetvalue(r, row, 5));
+            snprintf(it->currency, sizeof it->currency, "%s", PQgetvalue(r, row, 6));
+            snprintf(it->settlement_id, sizeof it->settlement_id, "%s", PQgetvalue(r, row, 7));
+        }
+    PQclear(r);
+    return DB_OK;
+}
+
+/* ---- orders ------------------------------------------------------------------------------ */
+
+static const char sql_orders[] =
+    "SELECT o.id, o.state, o.tenant_id, o.device_id, o.count, "
+    "(extract(epoch FROM o.start_at) * 1000)::bigint, (extract(epoch FROM o.end_at) * "
+    "1000)::bigint, "
+    "o.policy_id, o.policy_version, o.currency, o.hold_micros, o.captured_micros, "
+    "o.utilisation_ppm, o.profile ->> 'class', o.profile ->> 'precision', "
+    "(o.profile ->> 'intensity_milli')::bigint, f.region "
+    "FROM orders o JOIN offers f ON f.id = o.offer_id "
+    "WHERE o.id = ANY($1::text[]) AND o.provider_id = $2 ORDER BY o.id FOR UPDATE OF o";
+static const char sql_spans[] =
+    "SELECT u.order_id, u.device_id, u.start_ms, u.end_ms FROM usage_records u "
+    "WHERE u.order_id = ANY($1::text[]) AND u.reverses IS NULL AND NOT EXISTS (SELECT 1 FROM "
+    "usage_records v WHERE v.provider_id = u.provider_id AND v.reverses = u.record_id)";
+
+static uorder *find_order(ubatch *b, const char *id)
+{
+    for (size_t i = 0; i < b->norders; i++)
+        if (!strcmp(b->orders[i].id, id))
+            return &b->orders[i];
+    return NULL;
+}
+
+static void order_profile(uorder *o, PGresult *r, int row)
+{
+    cu_class cls;
+    cat_precision prec;
+
+    snprintf(o->cls, sizeof o->cls, "%s", PQgetvalue(r, row, 13));
+    if (cu_class_parse(o->cls, &cls) != 0 || cat_precision_parse(PQgetvalue(r, row, 14), &prec))
+        return;
+    if (cls == CU_CLASS_CUSTOM)
+        cu_profile_custom(prec, atoll(PQgetvalue(r, row, 15)), &o->prof);
+    else
+        cu_profile_class_precision(cls, prec, &o->prof);
+}
+
+static int add_span(uorder *o, int64_t s, int64_t e)
+{
+    if (o->nspans == o->capspans) {
+        size_t cap = o->capspans ? o->capspans * 2 : 16;
+        usage_span *n = realloc(o->spans, cap * sizeof *n);
+        if (!n)
+            return -1;
+        o->spans = n;
+        o->capspans = cap;
+    }
+    o->spans[o->nspans].start_ms = s;
+    o->spans[o->nspans++].end_ms = e;
+    return 0;
+}
+
+static int load_spans(ubatch *b, const char *arr)
+{
+    const char *p[] = {arr};
+    PGresult *r = db_exec(b->db, sql_spans, 1, p);
+
+    if (!r)
+        return db_last_status(b->db);
+    for (int i = 0; i < PQntuples(r); i++) {
+        uorder *o = find_order(b, PQgetvalue(r, i, 0));
+        if (o && add_span(o, atoll(PQgetvalue(r, i, 2)), atoll(PQgetvalue(r, i, 3))) != 0) {
+            PQclear(r);
+            return DB_FAILED;
+        }
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+static int load_orders(ubatch *b)
+{
+    char *arr = text_array(b, get_order_id);
+    PGresult *r;
+    int rc;
+
+    if (!arr)
+        return DB_FAILED;
+    {
+        const char *p[] = {arr, b->provider};
+        r = db_exec(b->db, sql_orders, 2, p);
+    }
+    if (!r) {
+        free(arr);
+        return db_last_status(b->db);
+    }
+    b->norders = (size_t)PQntuples(r);
+    b->orders = calloc(b->norders ? b->norders : 1, sizeof *b->orders);
+    for (size_t i = 0; b->orders && i < b->norders; i++) {
+        uorder *o = &b->orders[i];
+        int row = (int)i;
+        snprintf(o->id, sizeof o->id, "%s", PQgetvalue(r, row, 0));
+        if (order_state_parse(PQgetvalue(r, row, 1), &o->state) != 0)
+            o->state = ORDER_REJECTED;
+        snprintf(o->tenant, sizeof o->tenant, "%s", PQgetvalue(r, row, 2));
+        snprintf(o->device, sizeof o->device, "%s", PQgetvalue(r, row, 3));
+        o->count = atoll(PQgetvalue(r, row, 4));
+        o->start_ms = atoll(PQgetvalue(r, row, 5));
+        o->end_ms = atoll(PQgetvalue(r, row, 6));
+        snprintf(o->policy_id, sizeof o->policy_id, "%s", PQgetvalue(r, row, 7));
+        o->version = atoi(PQgetvalue(r, row, 8));
+        snprintf(o->currency, sizeof o->currency, "%s", PQgetvalue(r, row, 9));
+        o->hold = atoll(PQgetvalue(r, row, 10));
+        o->captured = atoll(PQgetvalue(r, row, 11));
+        o->util = atoll(PQgetvalue(r, row, 12));
+        snprintf(o->region, sizeof o->region, "%s", PQgetvalue(r, row, 16));
+        order_profile(o, r, row);
+    }
+    PQclear(r);
+    rc = b->orders ? load_spans(b, arr) : DB_FAILED;
+    free(arr);
+    return rc;
+}
+
+/* ---- period state --------------------------------------------------------------------------- */
+
+static const char sql_state_seed[] =
+    "INSERT INTO pricing_period_state (tenant_id, policy_id, policy_version, period, state) "
+    "VALUES ($1, $2, $3, $4, '{}'::jsonb) ON CONFLICT DO NOTHING";
+static const char sql_state_lock[] =
+    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
+    "policy_version = $3 AND period = $4 FOR UPDATE";
+static const char sql_state_save[] =
+    "UPDATE pricing_period_state SET state = $5::jsonb, updated_at = now() WHERE tenant_id = $1 "
+    "AND policy_id = $2 AND policy_version = $3 AND period = $4";
+
+static int cmp_state(const void *pa, const void *pb)
+{
+    const ustate *a = pa, *b = pb;
+    int c = strcmp(a->tenant, b->tenant);
+
+    if (!c)
+        c = strcmp(a->policy, b->policy);
+    if (!c)
+        c = a->version - b->version;
+    return c ? c : strcmp(a->period, b->period);
+}
+
+static ustate *find_state(ubatch *b, const uorder *o, const char *period)
+{
+    for (size_t i = 0; i < b->nstates; i++)
+        if (!strcmp(b->states[i].tenant, o->tenant) && !strcmp(b->states[i].policy, o->policy_id) &&
+            b->states[i].version == o->version && !strcmp(b->states[i].period, period))
+            return &b->states[i];
+    return NULL;
+}
+
+static int lock_state(ubatch *b, ustate *s)
+{
+    char v[16];
+    const char *p[] = {s->tenant, s->policy, v, s->period};
+    PGresult *r;
+    json_t *j;
+    int rc = DB_OK;
+
+    snprintf(v, sizeof v, "%d", s->version);
+    if ((rc = db_command(b->db, sql_state_seed, 4, p)) != DB_OK)
+        return rc;
+    if (!(r = db_exec(b->db, sql_state_lock, 4, p)))
+        return db_last_status(b->db);
+    memset(&s->st, 0, sizeof s->st);
+    j = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
+    if (j && json_object_size(j) && pstore_state_from_json(j, &s->st) != 0)
+        rc = DB_FAILED;
+    json_decref(j);
+    PQclear(r);
+    return rc;
+}
+
+/* Every state a record may need, locked in one global order (no deadlocks). */
+static int lock_states(ubatch *b)
+{
+    char period[8];
+    int rc;
+
+    b->states = calloc(b->n ? b->n : 1, sizeof *b->states);
+    if (!b->states)
+        return DB_FAILED;
+    for (size_t i = 0; i < b->n; i++) {
+        usage_item *it = &b->items[i];
+        uorder *o = it->reason == USAGE_OK ? find_order(b, it->rec.order_id) : NULL;
+        if (!o || it->duplicate || it->rec.reverses[0])
+            continue;
+        timefmt_period(it->rec.start_ms, period);
+        if (find_state(b, o, period))
+            continue;
+        ustate *s = &b->states[b->nstates++];
+        snprintf(s->tenant, sizeof s->tenant, "%s", o->tenant);
+        snprintf(s->policy, sizeof s->policy, "%s", o->policy_id);
+        snprintf(s->period, sizeof s->period, "%s", period);
+        s->version = o->version;
+    }
+    qsort(b->states, b->nstates, sizeof *b->states, cmp_state);
+    for (size_t i = 0; i < b->nstates; i++)
+        if ((rc = lock_state(b, &b->states[i])) != DB_OK)
+            return rc;
+    return DB_OK;
+}
+
+/* ---- one record -------------------------------------------------------------------------- */
+
+static int profile_matches(const usage_rec *r, const uorder *o)
+{
+    const json_t *p = r->profile;
+    const json_t *cls = json_is_object(p) ? json_object_get(p, "class") : p;
+
+    return json_is_string(cls) && !strcmp(json_string_value(cls), o->cls);
+}
+
+static uorder *check_order(ubatch *b, usage_item *it)
+{
+    const usage_rec *r = &it->rec;
+    uorder *o = find_order(b, r->order_id);
+    usage_reason w;
+
+    if (!o)
+        return refuse(it, USAGE_UNKNOWN_ORDER, "no such order on this provider's offers"), NULL;
+    if (!order_state_accepts_usage(o->state))
+        return refuse(it, USAGE_ORDER_CLOSED, "the order does not accept usage in its state"), NULL;
+    if (strcmp(r->device, o->device) != 0)
+        return refuse(it, USAGE_DEVICE_MISMATCH, "the order runs on another device"), NULL;
+    if (r->count > o->count)
+        return refuse(it, USAGE_COUNT_EXCEEDED, "more devices than the order holds"), NULL;
+    if (!profile_matches(r, o))
+        return refuse(it, USAGE_INVALID, "the record's profile class is not the order's"), NULL;
+    w = usage_window_check(o->start_ms, o->end_ms, r->start_ms, r->end_ms, b->now_ms);
+    if (w != USAGE_OK)
+        return refuse(it, w,
+                      w == USAGE_IN_FUTURE ? "the interval ends in the future"
+                                           : "the interval lies outside the order's window "
+                                             "(its start to twice its reserved length)"),
+               NULL;
+    if (usage_span_overlaps(o->spans, o->nspans, r->start_ms, r->end_ms))
+        return refuse(it, USAGE_OVERLAP, "overlaps an accepted interval of this order"), NULL;
+    return o;
+}
+
+static int load_policy(ubatch *b, uorder *o)
+{
+    int rc;
+
+    if (o->pol.ref)
+        return 1;
+    rc = pstore_load(b->db, o->policy_id, o->version, &o->pol);
+    return rc;
+}
+
+static usage_reason rate(ubatch *b, usage_item *it, uorder *o, ustate *s, int64_t mcu,
+                         pricing_result *res)
+{
+    const usage_rec *r = &it->rec;
+    pricing_tz tz;
+    pricing_error err;
+    char tzerr[200];
+    const cat_catalog *cat;
+    const cu_eff_table *eff;
+    const cat_device *dev;
+    cat_kind kind = CAT_KIND_GPU;
+
+    mcache_read_lock(b->srv->metering, &cat, &eff);
+    if (cat && (dev = cat_find(cat, r->device)))
+        kind = cat_device_kind(dev);
+    mcache_read_unlock(b->srv->metering);
+    {
+        pricing_usage u = {o->tenant,
+                           r->device,
+                           kind,
+                           r->count,
+                           o->cls,
+                           mcu,
+                           r->count * (r->end_ms - r->start_ms),
+                           r->start_ms,
+                           r->end_ms,
+                           o->region};
+        pricing_input in = {o->pol.policy, b->plat.policy, NULL, &u, &s->st, o->util};
+        if (o->pol.policy->timezone[0]) {
+            if (tzdb_zone(o->pol.policy->timezone, r->end_ms, &tz, tzerr, sizeof tzerr) != 0) {
+                refuse(it, USAGE_PRICING, tzerr);
+                return USAGE_PRICING;
+            }
+            in.tz = &tz;
+        }
+        if (pricing_rate(&in, res, &err) != PRICING_OK) {
+            refuse(it, USAGE_PRICING, err.message);
+            return USAGE_PRICING;
+        }
+    }
+    return USAGE_OK;
+}
+
+static int measure(ubatch *b, usage_item *it, uorder *o, int64_t *mcu)
+{
+    const usage_rec *r = &it->rec;
+    const cat_catalog *cat;
+    const cu_eff_table *eff;
+    cu_rate rate;
+    cu_error err;
+    cu_status st = CU_ERR_INVALID;
+
+    mcache_read_lock(b->srv->metering, &cat, &eff);
+    if (cat)
+        st = cu_normalize(cat, eff, r->device, r->count, &o->prof, r->end_ms - r->start_ms, mcu,
+                          &rate, &err);
+    mcache_read_unlock(b->srv->metering);
+    if (st != CU_OK) {
+        refuse(it, USAGE_METERING, cat ? err.message : "no device catalog is loaded");
+        return -1;
+    }
+    return 0;
+}
+
+static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
+{
+    char period[8];
+    uorder *o;
+    ustate *s;
+    int64_t mcu = 0, fee = 0;
+    int rc;
+
+    if (!(o = check_order(b, it)) || measure(b, it, o, &mcu) != 0)
+        return DB_OK;
+    timefmt_period(it->rec.start_ms, period);
+    if ((rc = load_policy(b, o)) < 0)
+        return rc;
+    if (rc == 0 || !(s = find_state(b, o, period)))
+        return refuse(it, USAGE_PRICING, "the order's policy version cannot be loaded"), DB_OK;
+    if (rate(b, it, o, s, mcu, res) != USAGE_OK)
+        return DB_OK;
+    if (order_fee_split(res->total, res->provider_net, &fee) != 0)
+        fee = 0;
+    if (res->total < 0 || o->captured + o->add_amount + res->total > o->hold)
+        return refuse(it, USAGE_EXCEEDS_HOLD,
+                      "the order's hold cannot cover this record: the budget is spent"),
+               DB_OK;
+    if (add_span(o, it->rec.start_ms, it->rec.end_ms) != 0)
+        return DB_FAILED;
+    s->st = res->state;
+    s->used = 1;
+    ids_new(it->usage_id, sizeof it->usage_id, "use");
+    it->mcu = mcu;
+    it->amount = res->total;
+    it->fee = fee;
+    snprintf(it->currency, sizeof it->currency, "%s", res->currency);
+    o->add_amount += res->total;
+    o->add_fee += fee;
+    o->add_mcu += mcu;
+    o->add_dms += it->rec.count * (it->rec.end_ms - it->rec.start_ms);
+    o->accepted++;
+    return DB_OK;
+}
+
+/* ---- reversals ----------------------------------------------------------------------------- */
+
+static const char sql_originals[] =
+    "SELECT u.record_id, u.order_id, u.mcu, u.amount_micros, u.fee_micros, u.currency, "
+    "u.device_ms, EXISTS (SELECT 1 FROM usage_records v WHERE v.provider_id = u.provider_id AND "
+    "v.reverses = u.record_id) FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = "
+    "ANY($2::text[]) AND u.reverses IS NULL";
+
+static int reverse_all(ubatch *b)
+{
+    char *arr = text_array(b, get_reverses);
+    PGresult *r;
+
+    if (!arr)
+        return DB_FAILED;
+    {
+        const char *p[] = {b->provider, arr};
+        r = db_exec(b->db, sql_originals, 2, p);
+    }
+    free(arr);
+    if (!r)
+        return db_last_status(b->db);
+    for (size_t i = 0; i < b->n; i++) {
+        usage_item *it = &b->items[i];
+        int row = -1;
+        uorder *o;
+        if (it->reason != USAGE_OK || it->duplicate || !it->rec.reverses[0])
+            continue;
+        for (int k = 0; k < PQntuples(r) && row < 0; k++)
+            if (!strcmp(PQgetvalue(r, k, 0), it->rec.reverses))
+                row = k;
+        if (row < 0 || strcmp(PQgetvalue(r, row, 1), it->rec.order_id) != 0) {
+            refuse(it, USAGE_UNKNOWN_RECORD, "no accepted record of this order with that id");
+            continue;
+        }
+        if (PQgetvalue(r, row, 7)[0] == 't') {
+            refuse(it, USAGE_ALREADY_REVERSED, "that record was reversed already");
+            continue;
+        }
+        if (!(o = find_order(b, it->rec.order_id))) {
+            refuse(it, USAGE_UNKNOWN_ORDER, "no such order on this provider's offers");
+            continue;
+        }
+        for (size_t k = 0; k < i; k++) /* the same original twice in one batch */
+            if (b->items[k].reason == USAGE_OK &&
+                !strcmp(b->items[k].rec.reverses, it->rec.reverses))
+                refuse(it, USAGE_ALREADY_REVERSED, "that record is reversed earlier in this batch");
+        if (it->reason != USAGE_OK)
+            continue;
+        ids_new(it->usage_id, sizeof it->usage_id, "use");
+        it->mcu = -atoll(PQgetvalue(r, row, 2));
+        it->amount = -atoll(PQgetvalue(r, row, 3));
+        it->fee = -atoll(PQgetvalue(r, row, 4));
+        snprintf(it->currency, sizeof it->currency, "%s", PQgetvalue(r, row, 5));
+        o->refund_amount += -it->amount;
+        o->refund_fee += -it->fee;
+        o->add_mcu += it->mcu;
+        o->add_dms -= atoll(PQgetvalue(r, row, 6));
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static const char sql_insert[] =
+    "INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, count, start_at, "
+    "end_at, start_ms, end_ms, work_mcu, mcu, device_ms, currency, amount_micros, fee_micros, "
+    "period, billed_period, lines, key_id, signature, canonical, record_hash, batch_id, "
+    "settlement_id, reverses) "
+    "SELECT id, $1, rid, oid, dev, cnt, to_timestamp(s / 1000.0), to_timestamp(e / 1000.0), s, e, "
+    "NULLIF(w, -1), m, dms, cur, amt, fee, per, per, '[]'::jsonb, kid, sig, can, h, $2, stl, "
+    "NULLIF(rev, '') FROM json_to_recordset($3::json) AS x(id text, rid text, oid text, dev text, "
+    "cnt integer, s bigint, e bigint, w bigint, m bigint, dms bigint, cur text, amt bigint, "
+    "fee bigint, per text, kid text, sig text, can text, h text, stl text, rev text)";
+static const char sql_settle[] =
+    "INSERT INTO settlements (id, order_id, kind, amount, fee, state) VALUES ($1, $2, $3, $4, $5, "
+    "'pending')";
+static const char sql_order_add[] =
+    "UPDATE orders SET captured_micros = captured_micros + $2 - $6, fee_micros = fee_micros + $3 - "
+    "$7, used_mcu = used_mcu + $4, used_device_ms = used_device_ms + $5, state = CASE WHEN state = "
+    "'placed' THEN 'running' ELSE state END, updated_at = now() WHERE id = $1";
+static const char sql_order_run[] =
+    "INSERT INTO order_events (order_id, from_state, to_state, actor, detail) VALUES ($1, "
+    "'placed', 'running', $2, '{\"reason\": \"first usage accepted\"}'::jsonb)";
+
+static json_t *row_json(const ubatch *b, const usage_item *it, const uorder *o)
+{
+    char per[8];
+
+    timefmt_period(it->rec.start_ms, per);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:s, "
+        "s:s, s:s, s:s, s:s, s:s}",
+        "id", it->usage_id, "rid", it->rec.record_id, "oid", it->rec.order_id, "dev",
+        it->rec.device, "cnt", (json_int_t)it->rec.count, "s", (json_int_t)it->rec.start_ms, "e",
+        (json_int_t)it->rec.end_ms, "w", (json_int_t)it->rec.work_mcu, "m", (json_int_t)it->mcu,
+        "dms",
+        (json_int_t)(it->amount < 0 ? -1 : 1) * it->rec.count * (it->rec.end_ms - it->rec.start_ms),
+        "cur", it->currency, "amt", (json_int_t)it->amount, "fee", (json_int_t)it->fee, "per", per,
+        "kid", it->key_id, "sig", it->sig, "can", it->rec.canonical, "h", it->rec.hash_hex, "stl",
+        it->rec.reverses[0] ? o->refund_stl : o->capture_stl, "rev", it->rec.reverses);
+    (void)b;
+}
+
+static int write_orders(ubatch *b)
+{
+    int rc = DB_OK;
+
+    for (size_t i = 0; rc == DB_OK && i < b->norders; i++) {
+        uorder *o = &b->orders[i];
+        char a[24], f[24], m[24], d[24], ra[24], rf[24];
+        if (!o->accepted && !o->refund_amount && !o->add_mcu)
+            continue;
+        snprintf(a, sizeof a, "%lld", (long long)o->add_amount);
+        snprintf(f, sizeof f, "%lld", (long long)o->add_fee);
+        snprintf(m, sizeof m, "%lld", (long long)o->add_mcu);
+        snprintf(d, sizeof d, "%lld", (long long)o->add_dms);
+        snprintf(ra, sizeof ra, "%lld", (long long)o->refund_amount);
+        snprintf(rf, sizeof rf, "%lld", (long long)o->refund_fee);
+        {
+            const char *p[] = {o->id, a, f, m, d, ra, rf};
+            const char *sc[] = {o->capture_stl, o->id, "capture", a, f};
+            const char *sr[] = {o->refund_stl, o->id, "refund", ra, rf};
+            const char *ev[] = {o->id, b->provider};
+            rc = db_command(b->db, sql_order_add, 7, p);
+            if (rc == DB_OK && o->add_amount > 0)
+                rc = db_command(b->db, sql_settle, 5, sc);
+            if (rc == DB_OK && o->refund_amount > 0)
+                rc = db_command(b->db, sql_settle, 5, sr);
+            if (rc == DB_OK && o->state == ORDER_PLACED && o->accepted)
+                rc = db_command(b->db, sql_order_run, 2, ev);
+        }
+    }
+    return rc;
+}
+
+static int write_states(ubatch *b)
+{
+    int rc = DB_OK;
+
+    for (size_t i = 0; rc == DB_OK && i < b->nstates; i++) {
+        ustate *s = &b->states[i];
+        json_t *j;
+        char v[16], *text;
+        if (!s->used)
+            continue;
+        j = pstore_state_to_json(&s->st);
+        text = json_dumps(j, JSON_COMPACT);
+        json_decref(j);
+        snprintf(v, sizeof v, "%d", s->version);
+        {
+            const char *p[] = {s->tenant, s->policy, v, s->period, text ? text : "{}"};
+            rc = text ? db_command(b->db, sql_state_save, 5, p) : DB_FAILED;
+        }
+        free(text);
+    }
+    return rc;
+}
+
+static int write_all(ubatch *b)
+{
+    json_t *rows = json_array();
+    char *text;
+    int rc, any = 0;
+
+    for (size_t i = 0; i < b->norders; i++) {
+        ids_new(b->orders[i].capture_stl, sizeof b->orders[i].capture_stl, "stl");
+        ids_new(b->orders[i].refund_stl, sizeof b->orders[i].refund_stl, "stl");
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        usage_item *it = &b->items[i];
+        uorder *o = find_order(b, it->rec.order_id);
+        if (it->reason != USAGE_OK || it->duplicate || !o)
+            continue;
+        snprintf(it->settlement_id, sizeof it->settlement_id, "%s",
+                 it->rec.reverses[0] ? o->refund_stl : o->capture_stl);
+        json_array_append_new(rows, row_json(b, it, o));
+        any = 1;
+    }
+    if (!any) {
+        json_decref(rows);
+        return DB_OK;
+    }
+    text = json_dumps(rows, JSON_COMPACT);
+    json_decref(rows);
+    if (!text)
+        return DB_FAILED;
+    {
+        const char *p[] = {b->provider, b->batch_id, text};
+        rc = db_command(b->db, sql_insert, 3, p);
+    }
+    free(text);
+    if (rc == DB_OK)
+        rc = write_orders(b);
+    if (rc == DB_OK)
+        rc = write_states(b);
+    return rc;
+}
+
+/* ---- the batch --------------------------------------------------------------------------- */
+
+static void batch_free(ubatch *b)
+{
+    for (size_t i = 0; i < b->norders; i++) {
+        free(b->orders[i].spans);
+        pstore_release(&b->orders[i].pol);
+    }
+    pstore_release(&b->plat);
+    free(b->orders);
+    free(b->states);
+    free(b->keys);
+    b->orders = NULL;
+    b->states = NULL;
+    b->keys = NULL;
+    b->norders = b->nstates = b->nkeys = 0;
+}
+
+static int run_txn(ubatch *b)
+{
+    pricing_result *res = malloc(sizeof *res);
+    int rc;
+
+    if (!res)
+        return DB_FAILED;
+    if ((rc = db_begin(b->db)) != DB_OK)
+        goto out;
+    if ((rc = find_replays(b)) != DB_OK || (rc = load_orders(b)) != DB_OK)
+        goto fail;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].reason == USAGE_OK && !b->items[i].duplicate)
+            verify(b, &b->items[i]);
+    if ((rc = lock_states(b)) != DB_OK || (rc = pstore_load_platform(b->db, &b->plat)) < 0 ||
+        (rc = reverse_all(b)) != DB_OK)
+        goto fail;
+    for (size_t i = 0; i < b->n; i++) {
+        usage_item *it = &b->items[i];
+        if (it->reason == USAGE_OK && !it->duplicate && !it->rec.reverses[0] &&
+            (rc = accept_usage(b, it, res)) != DB_OK)
+            goto fail;
+    }
+    if ((rc = write_all(b)) != DB_OK)
+        goto fail;
+    rc = db_commit(b->db);
+    goto out;
+fail:
+    db_rollback(b->db);
+out:
+    free(res);
+    return rc;
+}
+
+/* Same record id twice in one batch: the later ones are refused. */
+static void refuse_in_batch_duplicates(ubatch *b)
+{
+    for (size_t i = 1; i < b->n; i++)
+        for (size_t k = 0; k < i && b->items[i].reason == USAGE_OK; k++)
+            if (b->items[k].reason == USAGE_OK &&
+                !strcmp(b->items[k].rec.record_id, b->items[i].rec.record_id))
+                refuse(&b->items[i], USAGE_DUPLICATE_IN_BATCH,
+                       "the same record id appears earlier in this batch");
+}
+
+static void reset_answers(ubatch *b, const usage_reason *parsed)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        usage_item *it = &b->items[i];
+        it->reason = parsed[i];
+        if (parsed[i] == USAGE_OK)
+            it->detail[0] = '\0';
+        it->duplicate = 0;
+        it->usage_id[0] = it->settlement_id[0] = '\0';
+    }
+}
+
+static int settle(ubatch *b)
+{
+    const char *ids[MARKET_SETTLE_MAX];
+    size_t k = 0;
+    int rc = DB_OK;
+
+    for (size_t i = 0; i < b->norders && rc == DB_OK; i++) {
+        uorder *o = &b->orders[i];
+        if (o->add_amount > 0)
+            ids[k++] = o->capture_stl;
+        if (o->refund_amount > 0)
+            ids[k++] = o->refund_stl;
+        if (k + 2 > MARKET_SETTLE_MAX || i + 1 == b->norders) {
+            rc = market_settle_run(b->srv, b->db, ids, k, NULL);
+            k = 0;
+        }
+    }
+    return rc;
+}
+
+int market_usage_ingest(struct tally_server *srv, db_conn *db, const char *provider,
+                        usage_item *items, size_t n)
+{
+    ubatch b = {.srv = srv, .db = db, .provider = provider, .items = items, .n = n};
+    usage_reason *parsed = malloc((n ? n : 1) * sizeof *parsed);
+    int rc;
+
+    if (!parsed)
+        return DB_FAILED;
+    refuse_in_batch_duplicates(&b);
+    for (size_t i = 0; i < n; i++)
+        parsed[i] = items[i].reason;
+    b.now_ms = timefmt_now_ms();
+    ids_new(b.batch_id, sizeof b.batch_id, "usb");
+    rc = load_keys(&b);
+    if (rc == DB_OK)
+        rc = run_txn(&b);
+    if (rc == DB_OK && settle(&b) != DB_OK)
+        log_warn("market", "usage batch %s: settlement deferred to the janitor", b.batch_id);
+    if (rc != DB_OK)
+        reset_answers(&b, parsed); /* the pool may run the whole batch again */
+    batch_free(&b);
+    free(parsed);
+    return rc;
+}

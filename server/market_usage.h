@@ -1,0 +1,48 @@
+/*
+ * market_usage.h - ingesting a provider's batch of signed usage records.
+ *
+ * Per record, in the batch's order: replay if the record id was accepted
+ * before (same bytes) or refuse it (different bytes); check the signature
+ * with the provider's registered key (unrevoked); check the order (this
+ * provider's, accepting usage, same device, count within it, interval inside
+ * its window and not in the future, no overlap with accepted intervals of the
+ * order and device); measure it in CU (metering cache); price it with the
+ * order's locked policy version and the tenant's period-to-date state; check
+ * the order's hold still covers it. Accepted records, the period state, the
+ * orders' running totals and one capture settlement per order commit together;
+ * the captures then go through the ledger (market_settle.h). A batch is not
+ * all-or-nothing: each record gets its own answer.
+ */
+#ifndef TALLY_MARKET_USAGE_H
+#define TALLY_MARKET_USAGE_H
+
+#include "db.h"
+#include "usage_rec.h"
+
+#include <jansson.h>
+
+struct tally_server;
+
+#define USAGE_BATCH_MAX 1000
+
+/* One item of a batch: the parsed record and its answer. */
+typedef struct usage_item {
+    usage_rec rec;
+    char key_id[48];
+    char sig[USAGE_SIG_HEX + 1];
+    usage_reason reason; /* USAGE_OK until refused */
+    char detail[200];
+    /* accepted */
+    char usage_id[48], settlement_id[48], currency[4];
+    int64_t mcu, amount, fee;
+    int duplicate;
+} usage_item;
+
+/*
+ * market_usage_ingest - items[0..n) from provider (items already refused by
+ * parsing keep their reason). Fills every item's answer. DB_OK or a db_status.
+ */
+int market_usage_ingest(struct tally_server *srv, db_conn *db, const char *provider,
+                        usage_item *items, size_t n);
+
+#endif

@@ -1,0 +1,421 @@
+/*
+ * End-to-end: the marketplace's whole life against a real tallyd and PostgreSQL.
+ * Admin makes the accounts; the provider registers a key, prices and publishes
+ * an offer (signed challenge); the tenant is credited, quotes, orders (price
+ * locked by the quote, hold placed); the provider reports usage in batches —
+ * some late, one duplicated, one overlapping, one badly signed, one reversed —
+ * then completes the order; the ledger, the order, the usage records and the
+ * estimator agree to the micro-unit, and `tallyd verify` passes.
+ *
+ * Hand-checked money: the policy charges 3.60 USD per device-hour, so one
+ * device-second costs 0.001 USD; every record is 8 devices x 10 s = 80
+ * device-seconds = 0.080000 USD; the platform takes 5 % from the provider
+ * (0.004000 per record), so the provider nets 0.076000 per record.
+ */
+#include "testdb.h"
+#include "testhttp.h"
+
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+static char ci[1024];
+static tallyd_proc srv;
+static json_t *prov, *prov2, *ten, *ten2;
+static unsigned char pk[32], sk[64];
+static char key_id[48], policy[48], offer[48];
+
+static const char *key(json_t *a)
+{
+    return json_string_value(json_object_get(a, "api_key"));
+}
+
+static const char *sv(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static http_resp post(const char *path, const char *k, const char *idem, const char *body)
+{
+    char h[200];
+    const char *hdrs[] = {h, NULL};
+    snprintf(h, sizeof h, "Idempotency-Key: %s", idem ? idem : "");
+    return http_request(&srv, "POST", path, k, idem ? hdrs : NULL, body, body ? strlen(body) : 0);
+}
+
+static http_resp get(const char *path, const char *k)
+{
+    return http_request(&srv, "GET", path, k, NULL, NULL, 0);
+}
+
+static const char *sql1(const char *sql)
+{
+    const char *v = testdb_exec(ci, sql);
+    cr_assert(v, "%s: %s", sql, testdb_error());
+    return v;
+}
+
+static long long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Policy (3.60 per device-hour, UTC) and the platform's 5 % take from the provider. */
+static void make_policies(void)
+{
+    http_resp r = post("/v1/pricing/policies", key(prov), NULL,
+                       "{\"name\":\"H100 pool\",\"document\":{\"currency\":\"USD\",\"rules\":[{"
+                       "\"id\":\"base\",\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},"
+                       "\"per_device_hour\":\"3.60\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(policy, sizeof policy, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    r = post("/v1/pricing/policies", srv.admin_key, NULL,
+             "{\"name\":\"platform\",\"document\":{\"currency\":\"USD\",\"scope\":\"platform\","
+             "\"rules\":[{\"id\":\"take\",\"kind\":\"platform_fee\",\"take_ppm\":50000,"
+             "\"payer\":\"provider\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+}
+
+static void register_key(void)
+{
+    char hex[65], body[256];
+    http_resp r;
+
+    crypto_sign_keypair(pk, sk);
+    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
+    snprintf(body, sizeof body, "{\"public_key\":\"%s\",\"label\":\"meter-1\"}", hex);
+    r = post("/v1/provider-keys", key(prov), NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(key_id, sizeof key_id, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+}
+
+static void publish_offer(void)
+{
+    char body[1024], msg[512], path[128], sighex[129];
+    unsigned char sig[64];
+    http_resp r;
+
+    snprintf(body, sizeof body,
+             "{\"identifier\":\"eu-west-1/acme/h100-pool\",\"device\":\"nvidia-h100-sxm\","
+             "\"devices_per_node\":8,\"nodes\":2,\"zone\":\"eu-west-1a\",\"endpoint\":"
+             "\"127.0.0.1:9\",\"policy_id\":\"%s\",\"available_from\":\"2026-01-01T00:00:00Z\","
+             "\"residency\":[\"eu\",\"gdpr\"]}",
+             policy);
+    r = post("/v1/offers", key(prov), NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(offer, sizeof offer, "%s", sv(r.json, "id"));
+    snprintf(msg, sizeof msg, "tally-offer-challenge-v1\n%s\n%s\n%s", offer,
+             "eu-west-1/acme/h100-pool", sv(r.json, "challenge"));
+    http_resp_free(&r);
+    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, strlen(msg), sk);
+    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
+    snprintf(path, sizeof path, "/v1/offers/%s/publish", offer);
+    snprintf(body, sizeof body, "{\"key_id\":\"%s\",\"signature\":\"%s\"}", key_id, sighex);
+    r = post(path, key(prov), NULL, body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+}
+
+static void deposit(json_t *tenant, const char *amount)
+{
+    char body[256];
+    http_resp r;
+    snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"currency\":\"USD\",\"amount\":\"%s\"}",
+             sv(tenant, "id"), amount);
+    r = post("/v1/ledger/deposits", srv.admin_key, NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+}
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    testdb_create(ci, sizeof ci);
+    tallyd_start(&srv, ci, NULL);
+    prov = tallyd_account(&srv, "acme-gpu", "provider");
+    prov2 = tallyd_account(&srv, "other-gpu", "provider");
+    ten = tallyd_account(&srv, "tenant-a", "tenant");
+    ten2 = tallyd_account(&srv, "tenant-b", "tenant");
+    make_policies();
+    register_key();
+    publish_offer();
+}
+
+static void teardown(void)
+{
+    json_decref(prov);
+    json_decref(prov2);
+    json_decref(ten);
+    json_decref(ten2);
+    tallyd_stop(&srv);
+    testdb_drop(ci);
+}
+
+TestSuite(market_api, .init = setup, .fini = teardown, .timeout = 120);
+
+/* One signed batch item; sign with the wrong key when bad. */
+static json_t *item(const char *rid, const char *order, long long s, long long e,
+                    const char *reverses, int bad)
+{
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:s}", "record_id", rid, "order_id",
+                            order, "device", "nvidia-h100-sxm", "count", 8, "start_ms",
+                            (json_int_t)s, "end_ms", (json_int_t)e, "profile", "llm-train");
+    char *canon, sighex[129];
+    unsigned char sig[64], bpk[32], bsk[64], *m;
+    size_t cl, dl = strlen("tally-usage-v1\n");
+
+    if (reverses)
+        json_object_set_new(rec, "reverses", json_string(reverses));
+    canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    cl = strlen(canon);
+    m = malloc(dl + cl);
+    memcpy(m, "tally-usage-v1\n", dl);
+    memcpy(m + dl, canon, cl);
+    crypto_sign_keypair(bpk, bsk);
+    crypto_sign_detached(sig, NULL, m, dl + cl, bad ? bsk : sk);
+    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
+    free(m);
+    free(canon);
+    return json_pack("{s:o, s:s, s:s}", "record", rec, "key_id", key_id, "signature", sighex);
+}
+
+static http_resp report(json_t *items, const char *k)
+{
+    json_t *b = json_pack("{s:o}", "records", items);
+    char *text = json_dumps(b, JSON_COMPACT);
+    http_resp r = post("/v1/usage", k, NULL, text);
+    free(text);
+    json_decref(b);
+    return r;
+}
+
+static const char *result(const http_resp *r, size_t i, const char *field)
+{
+    return sv(json_array_get(json_object_get(r->json, "results"), i), field);
+}
+
+static long long balance(json_t *who, const char *purpose)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_accounts a ON "
+             "a.id = e.account_id WHERE %s%s%s AND a.purpose = '%s'",
+             who ? "a.owner_id = '" : "a.owner_id IS NULL", who ? sv(who, "id") : "",
+             who ? "'" : "", purpose);
+    return atoll(sql1(sql));
+}
+
+static char *place_order(const char *idem, long long *start)
+{
+    static char id[48];
+    char body[1024], qbody[512], start_iso[40];
+    long long work;
+    http_resp r;
+    time_t t;
+
+    *start = now_ms() - 50000; /* ordered 50 s ago: usage can be reported at once */
+    t = (time_t)(*start / 1000);
+    strftime(start_iso, sizeof start_iso, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    *start = (long long)t * 1000;
+    snprintf(qbody, sizeof qbody,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
+             "\"llm-train\",\"wall_ms\":60000}",
+             policy);
+    r = post("/v1/quotes", key(ten), NULL, qbody);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    work = json_integer_value(json_object_get(json_object_get(r.json, "workload"), "mcu"));
+    /* 8 devices x 60 s = 480 device-seconds = 0.480000 at 3.60 per device-hour */
+    cr_assert_str_eq(sv(r.json, "total"), "0.480000", "%s", r.body);
+    snprintf(body, sizeof body,
+             "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","
+             "\"work_mcu\":%lld,\"quote_id\":\"%s\",\"start\":\"%s\",\"constraints\":{"
+             "\"regions\":[\"eu-west-1\"],\"residency\":[\"eu\"],\"currency\":\"USD\"}}",
+             work, sv(r.json, "id"), start_iso);
+    http_resp_free(&r);
+    r = post("/v1/orders", key(ten), idem, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "state"), "placed", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "offer_id"), offer);
+    cr_assert_str_eq(sv(r.json, "priced"), "0.480000", "the quote's price is locked: %s", r.body);
+    snprintf(id, sizeof id, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    /* the same request again replays the same order */
+    r = post("/v1/orders", key(ten), idem, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "id"), id);
+    cr_assert_str_eq(http_header_value(&r, "idempotent-replayed"), "true");
+    http_resp_free(&r);
+    return id;
+}
+
+Test(market_api, whole_life_agrees_to_the_micro_unit)
+{
+    long long t0, hold;
+    char path[128], *order;
+    http_resp r;
+    json_t *b;
+
+    deposit(ten, "100.00");
+    order = place_order("order-1", &t0);
+    hold = atoll(sql1("SELECT hold_micros FROM orders"));
+    cr_assert_gt(hold, 480000, "hold = p90 price plus margin, above the p50 price");
+    cr_assert_eq(balance(ten, "holds"), -hold, "the hold reserves its amount");
+
+    /* batch 1: two records */
+    b = json_pack("[o, o]", item("r1", order, t0, t0 + 10000, NULL, 0),
+                  item("r2", order, t0 + 10000, t0 + 20000, NULL, 0));
+    r = report(b, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(result(&r, 0, "status"), "accepted", "%s", r.body);
+    cr_assert_str_eq(result(&r, 0, "amount"), "0.080000", "%s", r.body);
+    cr_assert_str_eq(result(&r, 1, "platform_fee"), "0.004000", "%s", r.body);
+    http_resp_free(&r);
+
+    /* batch 2: a duplicate, a late record, an overlap, a bad signature */
+    b = json_pack("[o, o, o, o]", item("r2", order, t0 + 10000, t0 + 20000, NULL, 0),
+                  item("r3", order, t0 + 20000, t0 + 30000, NULL, 0),
+                  item("r-overlap", order, t0 + 5000, t0 + 15000, NULL, 0),
+                  item("r-bad", order, t0 + 40000, t0 + 45000, NULL, 1));
+    r = report(b, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(result(&r, 0, "status"), "accepted", "%s", r.body);
+    cr_assert(json_is_true(
+        json_object_get(json_array_get(json_object_get(r.json, "results"), 0), "duplicate")));
+    cr_assert_str_eq(result(&r, 1, "status"), "accepted", "%s", r.body);
+    cr_assert_str_eq(result(&r, 2, "reason"), "overlap", "%s", r.body);
+    cr_assert_str_eq(result(&r, 3, "reason"), "bad_signature", "%s", r.body);
+    http_resp_free(&r);
+
+    /* batch 3: one more record and the reversal of r3 */
+    b = json_pack("[o, o]", item("r4", order, t0 + 30000, t0 + 40000, NULL, 0),
+                  item("r3-rev", order, t0 + 20000, t0 + 30000, "r3", 0));
+    r = report(b, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(result(&r, 0, "status"), "accepted", "%s", r.body);
+    cr_assert_str_eq(result(&r, 1, "status"), "accepted", "%s", r.body);
+    cr_assert_str_eq(result(&r, 1, "amount"), "-0.080000", "%s", r.body);
+    http_resp_free(&r);
+
+    /* another provider cannot report on this order */
+    b = json_pack("[o]", item("x1", order, t0 + 40000, t0 + 41000, NULL, 0));
+    r = report(b, key(prov2));
+    cr_assert_str_eq(result(&r, 0, "reason"), "unknown_order", "%s", r.body);
+    http_resp_free(&r);
+
+    /* complete: the rest of the hold is released; the estimator learns */
+    snprintf(path, sizeof path, "/v1/orders/%s/complete", order);
+    r = post(path, key(prov), NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "state"), "completed", "%s", r.body);
+    /* r1 + r2 + r3 + r4 - r3 = 3 records */
+    cr_assert_str_eq(sv(r.json, "captured"), "0.240000", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "platform_fee"), "0.012000", "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "events")), 4, "%s", r.body);
+    http_resp_free(&r);
+
+    /* the ledger agrees: wallet 100 - 0.24, nothing held, provider 3 x 0.076, platform 3 x 0.004 */
+    cr_assert_eq(balance(ten, "holds"), 0);
+    cr_assert_eq(balance(ten, "wallet"), -(100000000LL - 240000));
+    cr_assert_eq(balance(prov, "payable"), -228000);
+    cr_assert_eq(balance(NULL, "revenue"), -12000);
+    cr_assert_str_eq(sql1("SELECT count(*) FROM settlements WHERE state <> 'posted'"), "0");
+    cr_assert_str_eq(sql1("SELECT sum(amount_micros) FROM usage_records"), "240000");
+    cr_assert_str_neq(sql1("SELECT count(*) FROM estimate_entries"), "0",
+                      "completion taught the estimator");
+    {
+        const char *args[] = {"verify", NULL};
+        char *out = NULL;
+        cr_assert_eq(tallyd_cli(&srv, &out, args), 0, "%s", out ? out : "");
+        free(out);
+    }
+
+    /* completed: no more usage */
+    b = json_pack("[o]", item("r9", order, t0 + 45000, t0 + 46000, NULL, 0));
+    r = report(b, key(prov));
+    cr_assert_str_eq(result(&r, 0, "reason"), "order_closed", "%s", r.body);
+    http_resp_free(&r);
+}
+
+Test(market_api, isolation_funds_and_feasibility)
+{
+    long long t0;
+    char path[128], *order, body[512];
+    http_resp r;
+
+    deposit(ten, "50.00");
+    order = place_order("order-iso", &t0);
+    snprintf(path, sizeof path, "/v1/orders/%s", order);
+    r = get(path, key(ten2));
+    cr_assert_eq(r.status, 404, "another tenant cannot read it: %s", r.body);
+    http_resp_free(&r);
+    r = get(path, key(prov));
+    cr_assert_eq(r.status, 200, "its provider can: %s", r.body);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/orders/%s/cancel", order);
+    r = post(path, key(ten2), NULL, NULL);
+    cr_assert_eq(r.status, 404, "another tenant cannot cancel it: %s", r.body);
+    http_resp_free(&r);
+    r = post(path, key(ten), NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "state"), "cancelled");
+    http_resp_free(&r);
+    r = post(path, key(ten), NULL, NULL);
+    cr_assert_eq(r.status, 409, "cancelled twice: %s", r.body);
+    http_resp_free(&r);
+    cr_assert_eq(balance(ten, "holds"), 0, "cancel released the hold");
+    cr_assert_eq(balance(ten, "wallet"), -50000000LL);
+
+    /* tenant-b has no money: 402 and nothing held */
+    r = post("/v1/orders", key(ten2), NULL,
+             "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","
+             "\"wall_ms\":3600000}");
+    cr_assert_eq(r.status, 402, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "type"), "https://tally.dev/problems/insufficient-funds", "%s",
+                     r.body);
+    http_resp_free(&r);
+    {
+        char sql[256];
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM ledger_holds WHERE owner_id = '%s'",
+                 sv(ten2, "id"));
+        cr_assert_str_eq(sql1(sql), "0");
+    }
+
+    /* no feasible offer: every offer is explained */
+    r = post("/v1/orders", key(ten), NULL,
+             "{\"count\":8,\"profile\":\"llm-train\",\"work_mcu\":1000000,"
+             "\"constraints\":{\"regions\":[\"us-east-1\"]}}");
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    cr_assert_str_eq(
+        sv(json_array_get(json_object_get(json_object_get(r.json, "placement"), "rejected"), 0),
+           "offer_id"),
+        offer, "%s", r.body);
+    http_resp_free(&r);
+
+    /* too many devices for the offer's capacity (16) */
+    snprintf(body, sizeof body,
+             "{\"device\":\"nvidia-h100-sxm\",\"count\":17,\"profile\":\"llm-train\","
+             "\"wall_ms\":60000}");
+    r = post("/v1/placements", key(ten), NULL, body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_array_size(json_object_get(r.json, "ranked")), 0, "%s", r.body);
+    http_resp_free(&r);
+
+    /* bad input */
+    r = post("/v1/orders", key(ten), NULL, "{\"count\":8,\"profile\":\"llm-train\"}");
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    http_resp_free(&r);
+    r = post("/v1/orders", key(prov), NULL, "{\"count\":8}");
+    cr_assert_eq(r.status, 403, "providers do not order: %s", r.body);
+    http_resp_free(&r);
+    r = post("/v1/usage", key(prov), NULL, "{\"records\":[]}");
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    http_resp_free(&r);
+}
