@@ -79,7 +79,8 @@ static int refund_entries(db_conn *db, PGresult *r, int i, ledger_op *op)
         int slot = !strcmp(purpose, "wallet") ? 0 : !strcmp(purpose, "payable") ? 1 : 2;
         ledger_op_entry *e = &op->entries[slot];
         snprintf(e->account, sizeof e->account, "%s", PQgetvalue(a, k, 0));
-        e->amount = slot == 0 ? amount : slot == 1 ? -(amount - fee) : -fee;
+        /* entries are debits when positive: the credit-normal wallet gains, the others give back */
+        e->amount = slot == 0 ? -amount : slot == 1 ? amount - fee : fee;
         found |= 1 << slot;
     }
     PQclear(a);
