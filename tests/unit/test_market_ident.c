@@ -1,8 +1,9 @@
 /*
- * Unit tests for market/ident.c: the identifier grammar (docs/identifiers.md),
- * case folding, lengths, error positions and prefix matching. Every expected
- * value below is written out by hand from the grammar.
+ * Unit tests for market/ident.c (the identifier grammar of docs/identifiers.md:
+ * case folding, lengths, error positions, prefix matching) and market/endpoint.c
+ * (an offer's host:port). Every expected value is written out by hand.
  */
+#include "endpoint.h"
 #include "ident.h"
 
 #include <criterion/criterion.h>
@@ -183,4 +184,39 @@ Test(ident, messages_are_defined)
 {
     for (int s = IDENT_OK; s <= IDENT_ERR_LABELS; s++)
         cr_assert(strlen(ident_status_message((ident_status)s)) > 0);
+}
+
+/* ---- market/endpoint.c: an offer's host:port ------------------------------------------ */
+
+Test(endpoint, names_ipv4_and_ipv6_are_canonicalised)
+{
+    market_endpoint ep;
+    char err[160];
+
+    cr_assert_eq(endpoint_parse("GPU-1.Example.COM:443", &ep, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ep.kind, ENDPOINT_NAME);
+    cr_assert_str_eq(ep.text, "gpu-1.example.com:443");
+    cr_assert_eq(endpoint_parse("127.0.0.1:9", &ep, err, sizeof err), 0);
+    cr_assert_eq(ep.kind, ENDPOINT_IPV4);
+    cr_assert_eq(ep.port, 9);
+    cr_assert_eq(endpoint_parse("[2001:DB8:0::1]:65535", &ep, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ep.kind, ENDPOINT_IPV6);
+    cr_assert_str_eq(ep.text, "[2001:db8::1]:65535");
+}
+
+Test(endpoint, malformed_endpoints_are_refused)
+{
+    static const char *const bad[] = {
+        "",           "host",       "host:",          ":80",          "host:0",
+        "host:65536", "host:080",   "host:+80",       "a:b:80",       "2001:db8::1:80",
+        "[::1]80",    "[zz::1]:80", "-host.com:80",   "host-.com:80", "ho_st:80",
+        "a..b:80",    "host.:80",   "1.2.3.4.5.6:80x"};
+    market_endpoint ep;
+    char err[160];
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        cr_assert_eq(endpoint_parse(bad[i], &ep, err, sizeof err), -1, "'%s' was accepted", bad[i]);
+        cr_assert(strlen(err) > 0);
+    }
 }
