@@ -19,6 +19,10 @@ embed_one("${CATALOG}" catalog_data chunk)
 string(APPEND src "${chunk}")
 string(APPEND src "const struct embedded_file tally_catalog = {\"devices.json\", catalog_data, ${chunk_len}};\n\n")
 
+embed_one("${LATENCY}" latency_data chunk)
+string(APPEND src "${chunk}")
+string(APPEND src "const struct embedded_file tally_latency = {\"latency.csv\", latency_data, ${chunk_len}};\n\n")
+
 string(REPLACE "|" ";" MIGRATIONS "${MIGRATIONS}")
 list(SORT MIGRATIONS)
 set(table "")

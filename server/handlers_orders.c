@@ -108,7 +108,7 @@ static int parse_constraints(http_ctx *c, json_t *k, market_job *j)
     if (val_known_fields(c, k, fields) ||
         val_list(c, k, "regions", j->regions[0], sizeof j->regions[0], MJ_MAX_LIST,
                  &j->n_regions) ||
-        val_list(c, k, "residency", j->residency[0], sizeof j->residency[0], MJ_MAX_LIST,
+        val_list(c, k, "residency", j->residency[0], sizeof j->residency[0], MJ_MAX_TAGS,
                  &j->n_residency) ||
         val_list(c, k, "blocked", j->blocked[0], sizeof j->blocked[0], MJ_MAX_LIST,
                  &j->n_blocked) ||
@@ -165,7 +165,7 @@ static int parse_job(http_ctx *c, json_t *body, market_job *j)
         val_require_one(c, body, amounts) ||
         val_int(c, body, "work_mcu", 0, 1, INT64_MAX / 4, 0, &work) ||
         val_int(c, body, "wall_ms", 0, 1, ORDER_MAX_AHEAD_MS, 0, &wall) ||
-        val_int(c, body, "latency_weight", 0, 0, 1000000000, 0, &lw) ||
+        val_int(c, body, "latency_weight", 0, 0, 1000000000, -1, &lw) ||
         val_string(c, body, "offer_id", 0, 47, &offer) ||
         val_string(c, body, "quote_id", 0, 47, &quote) ||
         val_string(c, body, "tenant", 0, 47, &tenant) ||

@@ -20,6 +20,7 @@
 struct tally_server;
 
 #define MJ_MAX_LIST 16
+#define MJ_MAX_TAGS 8 /* residency tags a job may require (SCHED_MAX_TAGS) */
 #define MJ_MAX_CANDIDATES 256
 
 /* What a tenant asks for. */
@@ -44,7 +45,7 @@ typedef struct market_job {
     int n_blocked;
     char offer_id[48];      /* "" = any offer */
     char quote_id[48];      /* "" = none */
-    int64_t latency_weight; /* micro-units per ms of round-trip time */
+    int64_t latency_weight; /* micro-units per ms of round-trip time; -1 = default */
     int margin_pct;
 } market_job;
 
@@ -54,15 +55,22 @@ void market_job_clear(market_job *j);
 typedef struct market_cand {
     char offer_id[48], provider_id[48], identifier[192], region[32], zone[32], device[64];
     char policy_id[48], endpoint[304], residency[256], currency[4];
-    int64_t capacity, reserved, avail_from_ms, avail_until_ms;
+    int64_t capacity, reserved, avail_from_ms, avail_until_ms, per_node, nodes;
+    int64_t rate_mcu_dev_hour; /* CU rate of one device for the job's profile */
     int64_t mcu, p50_ms, p90_ms, start_ms, end_ms;
     int policy_version, eff_version;
     cat_kind kind;
     char catalog_version[72];
     int64_t utilisation_ppm;
     int64_t priced_p50, priced_p90, hold, provider_net;
-    int64_t latency_ms, risk, score;
-    int feasible;
+    int64_t latency_ms, latency_term, risk, score;
+    int32_t risk_ppm;
+    int health; /* 0 unknown, 1 up, 2 down */
+    double srtt_ms;
+    int consecutive_failures;
+    int32_t failure_ratio_ppm;
+    int rank;     /* position among the feasible, -1 when rejected */
+    int feasible; /* passed every check (after ranking) */
     char reason[200];
 } market_cand;
 

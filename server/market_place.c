@@ -1,20 +1,25 @@
 /*
- * market_place.c - evaluate and rank the published offers for a workload.
+ * market_place.c - gather, measure, price and rank the published offers for a workload.
  *
- * For each offer: the static filters (blocked, region, residency, device,
- * availability window), the workload measured on its device (metering cache:
- * CU and the roofline duration), the duration estimate (p50/p90 from the
- * tenant's history, estimates.c), the deadline at p90, free capacity over the
- * whole window, and the price at p50 and p90 with the offer's policy (pricing
- * engine, the tenant's period-to-date state, live utilisation). Ranking is the
- * cheapest feasible (score = price at p50 + latency penalty + risk), ties by
- * offer id, so the same inputs always give the same order.
+ * For each published offer (that the request's device, offer and quote allow):
+ * the workload is measured on its device (metering cache: CU rate and the
+ * roofline duration), its duration estimated (p50/p90 from the tenant's history
+ * on that device, estimates.c), the devices free over that window counted
+ * (active orders), and its probe health read (market_cache.h). The scheduler
+ * (scheduler/place.h) then filters (down, blocked, region, residency, node
+ * shape, capacity, deadline at p90, price cap) and ranks by price + latency +
+ * risk, pricing each offer through a callback into the rating engine with the
+ * offer's policy, the tenant's period-to-date state and the live (or quoted)
+ * utilisation. Same inputs, same ranking: ties go by offer id.
  */
 #include "estimates.h"
+#include "market_cache.h"
+#include "market_model.h"
 #include "market_orders.h"
 #include "metering_store.h"
 #include "money.h"
 #include "order.h"
+#include "place.h"
 #include "pricing_store.h"
 #include "ledger_svc.h"
 #include "server.h"
@@ -29,8 +34,8 @@ static const char sql_offers[] =
     "SELECT o.id, o.provider_id, o.identifier, o.region, o.zone, o.device_id, "
     "o.devices_per_node::bigint * o.nodes, o.endpoint, o.policy_id, "
     "array_to_string(o.residency, ','), (extract(epoch FROM o.available_from) * 1000)::bigint, "
-    "coalesce((extract(epoch FROM o.available_until) * 1000)::bigint, 0) "
-    "FROM offers o WHERE o.state = 'published' AND ($1 = '' OR o.device_id = $1) "
+    "coalesce((extract(epoch FROM o.available_until) * 1000)::bigint, 0), o.devices_per_node, "
+    "o.nodes FROM offers o WHERE o.state = 'published' AND ($1 = '' OR o.device_id = $1) "
     "AND ($2 = '' OR o.id = $2) AND ($3 = '' OR o.policy_id = $3) ORDER BY o.id LIMIT 256";
 
 static const char sql_reserved[] =
@@ -73,45 +78,6 @@ static int rejectf(market_cand *c, const char *fmt, const char *a)
     return 0;
 }
 
-static int in_list(const char list[][32], int n, const char *s)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(list[i], s))
-            return 1;
-    return 0;
-}
-
-/* Every tag the job requires is among the offer's (comma-separated) tags. */
-static int residency_ok(const market_job *j, const char *tags)
-{
-    for (int i = 0; i < j->n_residency; i++) {
-        size_t n = strlen(j->residency[i]);
-        const char *p = tags;
-        int found = 0;
-        while (!found && (p = strstr(p, j->residency[i]))) {
-            found = (p == tags || p[-1] == ',') && (p[n] == ',' || p[n] == '\0');
-            p += n;
-        }
-        if (!found)
-            return 0;
-    }
-    return 1;
-}
-
-static int static_filters(const market_job *j, market_cand *c)
-{
-    for (int i = 0; i < j->n_blocked; i++)
-        if (!strcmp(j->blocked[i], c->offer_id) || !strcmp(j->blocked[i], c->identifier))
-            return rejectf(c, "%s", "blocked by the request");
-    if (j->n_regions && !in_list(j->regions, j->n_regions, c->region))
-        return rejectf(c, "region %s is not among the allowed regions", c->region);
-    if (!residency_ok(j, c->residency))
-        return rejectf(c, "data-residency tags [%s] lack a required tag", c->residency);
-    if (c->avail_from_ms > j->start_ms)
-        return rejectf(c, "%s", "not available yet at the requested start");
-    return 1;
-}
-
 /* CU and roofline duration of the job on the offer's device. */
 static int measure(struct tally_server *srv, const market_job *j, market_cand *c)
 {
@@ -137,6 +103,7 @@ static int measure(struct tally_server *srv, const market_job *j, market_cand *c
     }
     if (st == CU_OK) {
         c->kind = cat_device_kind(rate.device);
+        c->rate_mcu_dev_hour = rate.rate_mcu_per_hour;
         c->eff_version = eff ? (int)eff->version : 1;
         snprintf(c->catalog_version, sizeof c->catalog_version, "%s", cat_version(cat));
     }
@@ -251,76 +218,6 @@ out:
     return rc;
 }
 
-static int feasibility(db_conn *db, const market_job *j, market_cand *c)
-{
-    char a[40];
-    int rc;
-
-    if (j->deadline_ms && c->end_ms > j->deadline_ms) {
-        timefmt_format(c->end_ms, a, sizeof a);
-        return rejectf(c, "misses the deadline: p90 finish %s", a);
-    }
-    if (c->avail_until_ms && c->end_ms > c->avail_until_ms)
-        return rejectf(c, "%s", "its availability window ends before the job would (p90)");
-    if ((rc = market_reserved(db, c->offer_id, c->start_ms, c->end_ms, &c->reserved)) != DB_OK)
-        return rc;
-    if (c->capacity - c->reserved < j->count) {
-        snprintf(c->reason, sizeof c->reason,
-                 "only %lld of %lld devices free for the whole window, %lld needed",
-                 (long long)(c->capacity - c->reserved), (long long)c->capacity,
-                 (long long)j->count);
-        return c->feasible = 0;
-    }
-    return 1;
-}
-
-static int after_price(const market_job *j, market_cand *c)
-{
-    char a[40], b[40];
-
-    if (j->currency[0] && strcmp(j->currency, c->currency) != 0)
-        return rejectf(c, "priced in %s", c->currency);
-    if (j->max_price >= 0 && c->priced_p90 > j->max_price) {
-        money_format(c->priced_p90, a, sizeof a);
-        money_format(j->max_price, b, sizeof b);
-        snprintf(c->reason, sizeof c->reason, "costs %s %s at p90, above max_price %s", a,
-                 c->currency, b);
-        return c->feasible = 0;
-    }
-    c->score = c->priced_p50 + j->latency_weight * c->latency_ms + c->risk;
-    return 1;
-}
-
-static int evaluate(struct tally_server *srv, db_conn *db, const market_job *j, market_cand *c,
-                    int version)
-{
-    int rc;
-
-    c->feasible = 1;
-    if (!static_filters(j, c) || !measure(srv, j, c))
-        return DB_OK;
-    if ((rc = estimate(db, j, c)) != DB_OK)
-        return rc;
-    if ((rc = feasibility(db, j, c)) <= 0)
-        return rc < 0 ? rc : DB_OK;
-    if ((rc = price(db, j, c, version)) <= 0)
-        return rc < 0 ? rc : DB_OK;
-    if (c->feasible)
-        after_price(j, c);
-    return DB_OK;
-}
-
-static int cmp_cand(const void *pa, const void *pb)
-{
-    const market_cand *a = pa, *b = pb;
-
-    if (a->feasible != b->feasible)
-        return b->feasible - a->feasible;
-    if (a->feasible && a->score != b->score)
-        return a->score < b->score ? -1 : 1;
-    return strcmp(a->offer_id, b->offer_id);
-}
-
 static void cand_from_row(PGresult *r, int i, market_cand *c)
 {
     memset(c, 0, sizeof *c);
@@ -336,7 +233,10 @@ static void cand_from_row(PGresult *r, int i, market_cand *c)
     snprintf(c->residency, sizeof c->residency, "%s", PQgetvalue(r, i, 9));
     c->avail_from_ms = atoll(PQgetvalue(r, i, 10));
     c->avail_until_ms = atoll(PQgetvalue(r, i, 11));
+    c->per_node = atoll(PQgetvalue(r, i, 12));
+    c->nodes = atoll(PQgetvalue(r, i, 13));
     c->utilisation_ppm = -1;
+    c->rank = -1;
 }
 
 /* The quote an order honours: who, which policy version, which workload. */
@@ -384,58 +284,295 @@ static int load_quote(db_conn *db, const market_job *j, quote_lock *q, json_t **
     return rc;
 }
 
-/* Under a quote the price is locked: p50 price = the quote's total. */
-static void apply_quote(const market_job *j, const quote_lock *q, market_cand *c)
+/* Before the scheduler: what only the service knows about an offer (CU rate,
+ * estimate, free devices over the window, probe health). 1 usable, 0 rejected
+ * (reason set), or a db_status. */
+static int prepare(struct tally_server *srv, db_conn *db, const market_job *j, market_cand *c)
 {
-    if (!c->feasible)
-        return;
-    c->priced_p50 = q->total;
-    if (order_hold_amount(q->total, c->priced_p90, j->margin_pct, &c->hold) != 0)
-        rejectf(c, "%s", "the price overflows");
-    else
-        after_price(j, c);
+    probe_state ps;
+    int rc;
+
+    c->feasible = 1;
+    if (!measure(srv, j, c))
+        return 0;
+    if ((rc = estimate(db, j, c)) != DB_OK)
+        return rc;
+    if (c->avail_until_ms && c->end_ms > c->avail_until_ms)
+        return rejectf(c, "%s", "availability: its window ends before the job would (p90)");
+    if ((rc = market_reserved(db, c->offer_id, c->start_ms, c->end_ms, &c->reserved)) != DB_OK)
+        return rc;
+    if (srv->market && market_cache_health(srv->market, c->offer_id, &ps) == 0) {
+        c->health = ps.status == PROBE_DOWN ? 2 : ps.status == PROBE_UP ? 1 : 0;
+        c->srtt_ms = ps.srtt_ms;
+        c->consecutive_failures = ps.consecutive_failures;
+        c->failure_ratio_ppm = ps.failure_ratio_ppm;
+    }
+    return 1;
+}
+
+struct rank_ctx {
+    struct tally_server *srv;
+    db_conn *db;
+    const market_job *j;
+    const quote_lock *q;
+    int rc; /* a db_status met inside the price callback */
+};
+
+/* The scheduler's price callback: the rating engine with the offer's policy. */
+static int price_cb(void *ctx, const sched_offer *o, const sched_job *job, const sched_fit *fit,
+                    int64_t *total, char *err, size_t errlen)
+{
+    struct rank_ctx *x = ctx;
+    market_cand *c = o->user;
+    int rc;
+
+    (void)job;
+    c->start_ms = fit->start_ms;
+    c->p50_ms = fit->p50_ms;
+    c->p90_ms = fit->p90_ms;
+    c->end_ms = fit->start_ms + fit->p90_ms;
+    c->feasible = 1;
+    rc = price(x->db, x->j, c, x->q->policy_id[0] ? x->q->version : 0);
+    if (rc < 0) {
+        x->rc = rc;
+        snprintf(err, errlen, "the database is unavailable");
+        return 1;
+    }
+    if (!c->feasible) {
+        snprintf(err, errlen, "%s", c->reason);
+        return 1;
+    }
+    if (x->j->currency[0] && strcmp(x->j->currency, c->currency) != 0) {
+        snprintf(err, errlen, "priced in %s, not %s", c->currency, x->j->currency);
+        return 1;
+    }
+    if (x->q->policy_id[0]) { /* a quote locks the price of the quoted workload */
+        c->priced_p50 = x->q->total;
+        if (order_hold_amount(c->priced_p50, c->priced_p90, x->j->margin_pct, &c->hold) != 0) {
+            snprintf(err, errlen, "the price overflows");
+            return 1;
+        }
+    }
+    *total = c->priced_p50;
+    return 0;
+}
+
+/* Everything the scheduler reads, pointing into the candidates and the job. */
+typedef struct rank_input {
+    sched_offer *offers;
+    char (*tags)[256];
+    const char *regions[MJ_MAX_LIST + 1];
+    const char *blocked[2 * MJ_MAX_LIST + 1];
+    sched_job job;
+} rank_input;
+
+static void offer_for(market_cand *c, const market_job *j, sched_offer *o, char *tags)
+{
+    char *save = NULL, *t;
+    int k = 0;
+
+    o->id = c->offer_id;
+    o->region = c->region;
+    o->zone = c->zone;
+    o->device_id = c->device;
+    o->device_kind = cat_kind_name(c->kind);
+    o->devices_per_node = c->per_node;
+    o->nodes = c->nodes;
+    o->free_devices = c->capacity - c->reserved;
+    o->available_from_ms = c->avail_from_ms;
+    o->health = c->health == 2 ? SCHED_DOWN : SCHED_UP;
+    o->consecutive_failures = c->consecutive_failures;
+    o->failure_ratio_ppm = c->failure_ratio_ppm;
+    o->srtt_ms = c->srtt_ms;
+    o->user = c;
+    snprintf(tags, 256, "%s", c->residency);
+    for (t = strtok_r(tags, ",", &save); t && k < SCHED_MAX_TAGS; t = strtok_r(NULL, ",", &save))
+        o->tags[k++] = t;
+    /* The effective CU rate that makes the scheduler's p50 the estimator's p50 on this device. */
+    if (j->work_mcu > 0)
+        o->rate_mcu_per_device_hour =
+            (int64_t)((long double)j->work_mcu * 3600000.0L / ((long double)c->p50_ms * j->count));
+    if (o->rate_mcu_per_device_hour < 1)
+        o->rate_mcu_per_device_hour = 1;
+}
+
+static void job_for(const market_job *j, market_cand *c, size_t n, rank_input *in)
+{
+    sched_job *s = &in->job;
+    size_t nb = 0;
+
+    s->profile = cu_class_name(j->profile.cls);
+    s->devices = j->count;
+    s->device_id = j->device[0] ? j->device : NULL;
+    s->deadline_ms = j->deadline_ms;
+    s->max_price_micro = j->max_price > 0 ? j->max_price : 0;
+    s->data_region = j->data_region[0] ? j->data_region : NULL;
+    s->start_ms = j->start_ms;
+    for (int i = 0; i < j->n_regions; i++)
+        in->regions[i] = j->regions[i];
+    s->allowed_regions = j->n_regions ? in->regions : NULL;
+    for (int i = 0; i < j->n_residency && i < SCHED_MAX_TAGS; i++)
+        s->tags[i] = j->residency[i];
+    for (int i = 0; i < j->n_blocked; i++) { /* blocked by id or by identifier */
+        in->blocked[nb++] = j->blocked[i];
+        for (size_t k = 0; k < n && nb < 2 * MJ_MAX_LIST; k++)
+            if (!strcmp(c[k].identifier, j->blocked[i]))
+                in->blocked[nb++] = c[k].offer_id;
+    }
+    s->blocked = nb ? in->blocked : NULL;
+    s->work_mcu = j->work_mcu;
+    s->p50_ms = 1000;
+    s->p90_ms = 1000;
+    for (size_t k = 0; k < n; k++) { /* the widest p90/p50 spread of the estimates */
+        if (!c[k].feasible)
+            continue;
+        if (j->work_mcu == 0) {
+            s->p50_ms = c[k].p50_ms;
+            s->p90_ms = c[k].p90_ms;
+            break;
+        }
+        int64_t spread = (1000 * c[k].p90_ms + c[k].p50_ms - 1) / c[k].p50_ms;
+        if (spread > s->p90_ms)
+            s->p90_ms = spread;
+    }
+}
+
+static void apply_result(market_cand **by_offer, const sched_result *res)
+{
+    for (size_t k = 0; k < res->n_ranked; k++) {
+        const sched_placement *p = &res->ranked[k];
+        market_cand *c = by_offer[p->offer_index];
+        c->feasible = 1;
+        c->rank = (int)k;
+        c->start_ms = p->start_ms;
+        c->p50_ms = p->finish_p50_ms - p->start_ms;
+        c->p90_ms = p->finish_p90_ms - p->start_ms;
+        c->end_ms = p->finish_p90_ms;
+        c->latency_ms = (int64_t)(p->latency_ms + 0.5);
+        c->latency_term = p->latency_term_micro;
+        c->risk_ppm = p->risk_ppm;
+        c->risk = p->risk_term_micro;
+        c->score = p->score_micro;
+    }
+    for (size_t k = 0; k < res->n_rejected; k++) {
+        const sched_rejection *r = &res->rejected[k];
+        market_cand *c = by_offer[r->offer_index];
+        c->feasible = 0;
+        snprintf(c->reason, sizeof c->reason, "%s: %s", sched_reject_name(r->code), r->reason);
+    }
+}
+
+/* Rank the prepared candidates with the scheduler. 0, a problem status, or a db_status. */
+static int rank(struct rank_ctx *x, market_cand *c, size_t n, json_t **problem)
+{
+    rank_input in = {0};
+    market_cand **by_offer = calloc(n ? n : 1, sizeof *by_offer);
+    sched_result res = {0};
+    sched_input si = {0};
+    size_t m = 0;
+    char err[200];
+    int rc = 0;
+
+    in.offers = calloc(n ? n : 1, sizeof *in.offers);
+    in.tags = calloc(n ? n : 1, sizeof *in.tags);
+    if (!by_offer || !in.offers || !in.tags) {
+        rc = DB_FAILED;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (c[i].feasible) {
+            offer_for(&c[i], x->j, &in.offers[m], in.tags[m]);
+            by_offer[m++] = &c[i];
+        }
+    job_for(x->j, c, n, &in);
+    si.offers = in.offers;
+    si.n_offers = m;
+    si.job = &in.job;
+    si.weights = sched_weights_default();
+    if (x->j->latency_weight >= 0)
+        si.weights.latency_micro_per_ms = x->j->latency_weight;
+    si.model = *market_model_get();
+    si.price = price_cb;
+    si.price_ctx = x;
+    if (sched_place(&si, &res, err, sizeof err) != 0) {
+        *problem = problem_build(PROB_VALIDATION, err, NULL, NULL);
+        rc = 422;
+        goto out;
+    }
+    rc = x->rc;
+    if (rc == 0)
+        apply_result(by_offer, &res);
+out:
+    sched_result_free(&res);
+    free(by_offer);
+    free(in.offers);
+    free(in.tags);
+    return rc;
+}
+
+static int cmp_cand(const void *pa, const void *pb)
+{
+    const market_cand *a = pa, *b = pb;
+
+    if (a->feasible != b->feasible)
+        return b->feasible - a->feasible;
+    if (a->feasible && a->rank != b->rank)
+        return a->rank - b->rank;
+    return strcmp(a->offer_id, b->offer_id);
+}
+
+static int load_candidates(db_conn *db, const market_job *j, const quote_lock *q, market_cand **out,
+                           size_t *n)
+{
+    const char *p[] = {j->quote_id[0] ? q->device : j->device, j->offer_id, q->policy_id};
+    PGresult *r = db_exec(db, sql_offers, 3, p);
+    int rows;
+
+    *out = NULL;
+    *n = 0;
+    if (!r)
+        return db_last_status(db);
+    rows = PQntuples(r);
+    if (rows && !(*out = calloc((size_t)rows, sizeof **out))) {
+        PQclear(r);
+        return DB_FAILED;
+    }
+    for (int i = 0; i < rows; i++) {
+        cand_from_row(r, i, &(*out)[i]);
+        if (j->quote_id[0])
+            (*out)[i].utilisation_ppm = q->util;
+    }
+    *n = (size_t)rows;
+    PQclear(r);
+    return DB_OK;
 }
 
 int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j,
                       market_cand **cands, size_t *n, json_t **problem)
 {
     quote_lock q = {0};
-    market_cand *c = NULL;
-    PGresult *r;
-    int rc, rows;
+    struct rank_ctx x = {srv, db, j, &q, 0};
+    int rc;
 
     *cands = NULL;
     *n = 0;
     if (j->quote_id[0] && (rc = load_quote(db, j, &q, problem)) != 0)
         return rc;
-    {
-        const char *p[] = {j->quote_id[0] ? q.device : j->device, j->offer_id, q.policy_id};
-        if (!(r = db_exec(db, sql_offers, 3, p)))
-            return db_last_status(db);
-    }
-    rows = PQntuples(r);
-    if (rows && !(c = calloc((size_t)rows, sizeof *c))) {
-        PQclear(r);
-        return DB_FAILED;
-    }
-    for (int i = 0; i < rows; i++)
-        cand_from_row(r, i, &c[i]);
-    PQclear(r);
-    for (int i = 0; i < rows; i++) {
-        if (j->quote_id[0])
-            c[i].utilisation_ppm = q.util;
-        if ((rc = evaluate(srv, db, j, &c[i], j->quote_id[0] ? q.version : 0)) != DB_OK) {
-            free(c);
-            return rc;
-        }
-        if (j->quote_id[0])
-            apply_quote(j, &q, &c[i]);
-    }
-    if (rows > 1)
-        qsort(c, (size_t)rows, sizeof *c, cmp_cand);
-    *cands = c;
-    *n = (size_t)rows;
+    if ((rc = load_candidates(db, j, &q, cands, n)) != DB_OK)
+        return rc;
+    for (size_t i = 0; i < *n; i++)
+        if ((rc = prepare(srv, db, j, &(*cands)[i])) < 0)
+            goto fail;
+    if ((rc = rank(&x, *cands, *n, problem)) != 0)
+        goto fail;
+    if (*n > 1)
+        qsort(*cands, *n, sizeof **cands, cmp_cand);
     return 0;
+fail:
+    free(*cands);
+    *cands = NULL;
+    *n = 0;
+    return rc;
 }
 
 static json_t *ranked_json(const market_cand *c)
@@ -461,7 +598,13 @@ static json_t *ranked_json(const market_cand *c)
     timefmt_format(c->end_ms, e, sizeof e);
     json_object_set_new(o, "expected_finish_p90", json_string(e));
     json_object_set_new(o, "latency_ms", json_integer(c->latency_ms));
-    json_object_set_new(o, "risk", ledger_money_json(c->risk));
+    json_object_set_new(o, "latency_term", ledger_money_json(c->latency_term));
+    json_object_set_new(o, "risk_ppm", json_integer(c->risk_ppm));
+    json_object_set_new(o, "risk_term", ledger_money_json(c->risk));
+    json_object_set_new(o, "health",
+                        json_string(c->health == 2   ? "down"
+                                    : c->health == 1 ? "up"
+                                                     : "unknown"));
     json_object_set_new(o, "score", ledger_money_json(c->score));
     return o;
 }
@@ -479,7 +622,7 @@ json_t *market_placement_json(const market_cand *c, size_t n)
                                             "identifier", c[i].identifier, "reason", c[i].reason));
     }
     return json_pack("{s:o, s:o, s:s}", "ranked", ranked, "rejected", rejected, "scheduler",
-                     "built-in cheapest-feasible");
+                     "built-in");
 }
 
 int market_place(struct tally_server *srv, db_conn *db, const market_job *j, json_t **out)
