@@ -35,6 +35,19 @@ void h_observations_create(http_ctx *c);
 void h_calibrations_create(http_ctx *c);
 void h_efficiency_get(http_ctx *c);
 
+/* handlers_provider_keys.c, handlers_offers.c, handlers_resolve.c */
+void h_provider_keys_create(http_ctx *c);
+void h_provider_keys_list(http_ctx *c);
+void h_provider_keys_revoke(http_ctx *c);
+void h_offers_create(http_ctx *c);
+void h_offers_list(http_ctx *c);
+void h_offers_get(http_ctx *c);
+void h_offers_patch(http_ctx *c);
+void h_offers_withdraw(http_ctx *c);
+void h_offers_publish(http_ctx *c);
+void h_offers_health(http_ctx *c);
+void h_resolve(http_ctx *c);
+
 #include "handlers_ledger.h"
 #include "handlers_pricing.h"
 

@@ -5,6 +5,7 @@
  */
 #include "janitor.h"
 #include "ledger_maint.h"
+#include "market_cache.h"
 #include "metering_store.h"
 #include "server.h"
 
@@ -39,7 +40,12 @@ static void ledger_done(int status, void *arg)
 static int refresh_work(db_conn *db, void *arg)
 {
     struct janitor *j = arg;
-    return mcache_refresh(db, j->srv->metering);
+    int rc = mcache_refresh(db, j->srv->metering);
+
+    /* offers (when any process changed them) and free capacity (market_cache.h) */
+    if (rc >= 0 && j->srv->market)
+        rc = market_cache_refresh(db, j->srv->market, 0);
+    return rc;
 }
 
 static void refresh_done(int status, void *arg)

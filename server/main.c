@@ -11,6 +11,7 @@
 #include "keyfile.h"
 #include "ledger_svc.h"
 #include "log.h"
+#include "market_cache.h"
 #include "metering_store.h"
 #include "migrate.h"
 #include "server.h"
@@ -370,6 +371,7 @@ static void serve_preload(struct tally_server *srv)
         return;
     }
     mcache_refresh(db, srv->metering);
+    market_cache_refresh(db, srv->market, 1);
     db_close(db);
 }
 
@@ -416,10 +418,12 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     if (evthread_use_pthreads() != 0 ||
         !(srv.metrics = metrics_new(tally_routes, tally_routes_count)) ||
         !(srv.auth = auth_cache_new(cfg->auth_cache_ms, 4096)) || !(srv.metering = mcache_new()) ||
+        !(srv.market = market_cache_new(srv.metering)) ||
         !(srv.pool = db_pool_start(cfg->database_url, cfg->db_pool_size, cfg->db_timeout_ms))) {
         fprintf(stderr, "tallyd: cannot initialise (out of memory or threads)\n");
         return 1;
     }
+    metrics_add_section(srv.metrics, market_cache_metrics, srv.market);
     if (ledger_svc_start_writer(srv.ledger) != 0) {
         fprintf(stderr, "tallyd: cannot start the ledger writer\n");
         return 1;
@@ -428,6 +432,7 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     rc = server_run(&srv);
     ledger_svc_free(srv.ledger); /* after the drain: no request waits on the writer */
     db_pool_stop(srv.pool);
+    market_cache_free(srv.market);
     mcache_free(srv.metering);
     sodium_free(sk);
     auth_cache_free(srv.auth);

@@ -28,7 +28,15 @@ struct metrics {
     size_t nroutes;
     struct route_counters *rc; /* nroutes + 1: the last is "unmatched" */
     unsigned long long auth_hits, auth_misses;
+    metrics_section_fn section; /* more gauges from another module (metrics_add_section) */
+    void *section_arg;
 };
+
+void metrics_add_section(metrics *m, metrics_section_fn fn, void *arg)
+{
+    m->section_arg = arg;
+    m->section = fn;
+}
 
 metrics *metrics_new(const route *routes, size_t nroutes)
 {
@@ -197,6 +205,8 @@ char *metrics_render(metrics *m, const db_stats *db, size_t *len)
             ld(&m->auth_hits), ld(&m->auth_misses));
     if (db)
         render_db(db, f);
+    if (m->section)
+        m->section(m->section_arg, f);
     fclose(f);
     return buf;
 }

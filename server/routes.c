@@ -38,6 +38,7 @@ const route tally_routes[] = {
 /* Each further module keeps its rows in its own fragment of this table. */
 #include "routes_pricing.inc"
 #include "routes_ledger.inc"
+#include "routes_offers.inc"
 };
 
 const size_t tally_routes_count = sizeof tally_routes / sizeof tally_routes[0];

@@ -9,6 +9,9 @@
  */
 #include "janitor.h"
 #include "log.h"
+#include "market_cache.h"
+#include "market_failover.h"
+#include "probe.h"
 #include "server.h"
 
 #include <errno.h>
@@ -176,6 +179,30 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     evtimer_add(s->drain_timer, &zero);
 }
 
+static const char *probe_env(const char *name)
+{
+    return getenv(name);
+}
+
+/* The probe engine on the main loop (TALLY_PROBE_*), probing published offers'
+ * endpoints (market_cache.h). 0, or -1 after a log line on a bad setting. */
+static int probes_start(struct tally_server *srv, struct event_base *base)
+{
+    probe_config pc;
+    char err[256];
+
+    probe_config_default(&pc);
+    if (probe_config_from_env(&pc, probe_env, err, sizeof err) != 0 ||
+        !(srv->probes = probe_engine_new(base, &pc, err, sizeof err))) {
+        log_error("server", "cannot start the probe engine: %s", err);
+        return -1;
+    }
+    if (srv->market)
+        market_cache_attach_probes(srv->market, srv->probes);
+    market_failover_attach(srv, base); /* orders move off offers that go down */
+    return 0;
+}
+
 static void workers_free(struct worker *ws, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -219,6 +246,8 @@ int server_run(struct tally_server *srv)
     evsignal_add(sigint, NULL);
     evsignal_add(sigterm, NULL);
     jan = janitor_start(srv, st.main_base, 1000);
+    if (probes_start(srv, st.main_base) != 0)
+        goto out;
     for (; started < n; started++)
         if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]) != 0)
             break;
@@ -241,6 +270,10 @@ int server_run(struct tally_server *srv)
     for (int i = 0; i < started; i++)
         event_base_loop(ws[i].base, EVLOOP_NONBLOCK);
 out:
+    if (srv->market)
+        market_cache_attach_probes(srv->market, NULL);
+    probe_engine_free(srv->probes);
+    srv->probes = NULL;
     janitor_stop(jan);
     if (sigint)
         event_free(sigint);
