@@ -20,8 +20,8 @@
 #define MS_PER_HOUR INT64_C(3600000)
 
 static const char *const reject_names[] = {
-    "ok",    "down",     "blocked",  "device",      "memory",    "region",  "residency",
-    "shape", "capacity", "deadline", "price_error", "price_cap", "overflow"};
+    "ok",    "down",     "blocked",  "device",      "memory",    "region",   "residency",
+    "shape", "capacity", "deadline", "price_error", "price_cap", "overflow", "cost_slack"};
 
 const char *sched_reject_name(sched_reject r)
 {
@@ -32,7 +32,7 @@ const char *sched_reject_name(sched_reject r)
 
 sched_weights sched_weights_default(void)
 {
-    sched_weights w = {1000, 0, 250000};
+    sched_weights w = {1000, 0, 250000, 0};
     return w;
 }
 
@@ -285,6 +285,12 @@ static int cmp_placement(const void *a, const void *b)
     return x->offer_index < y->offer_index ? -1 : x->offer_index > y->offer_index;
 }
 
+static int cmp_rejection(const void *a, const void *b)
+{
+    const sched_rejection *x = a, *y = b;
+    return x->offer_index < y->offer_index ? -1 : x->offer_index > y->offer_index;
+}
+
 static int check_input(const sched_input *in, char *err, size_t errlen)
 {
     const sched_job *j = in ? in->job : NULL;
@@ -301,7 +307,7 @@ static int check_input(const sched_input *in, char *err, size_t errlen)
         return -1;
     }
     if (j->max_price_micro < 0 || in->weights.latency_micro_per_ms < 0 ||
-        in->weights.failure_cost_micro < 0) {
+        in->weights.failure_cost_micro < 0 || in->weights.cost_slack_ppm < 0) {
         put(err, errlen, "weights: must be >= 0");
         return -1;
     }
@@ -312,6 +318,42 @@ static int check_input(const sched_input *in, char *err, size_t errlen)
             return -1;
         }
     return 0;
+}
+
+/* Budget rule: move placements priced over cheapest x (1 + slack) from
+ * ranked to rejected (rejected stays in input order: merged by index). */
+static void apply_slack(const sched_input *in, sched_result *out)
+{
+    int64_t cheapest = INT64_MAX, limit;
+    size_t kept = 0, nrej = out->n_rejected;
+    char a[MONEY_FMT_MAX], b[MONEY_FMT_MAX];
+
+    if (in->weights.cost_slack_ppm <= 0 || out->n_ranked == 0)
+        return;
+    for (size_t i = 0; i < out->n_ranked; i++)
+        if (out->ranked[i].price_micro < cheapest)
+            cheapest = out->ranked[i].price_micro;
+    if (money_mul_ratio(cheapest, PPM + in->weights.cost_slack_ppm, PPM, &limit) != MONEY_OK)
+        return; /* the limit is beyond any price */
+    money_format(cheapest, b, sizeof b);
+    for (size_t i = 0; i < out->n_ranked; i++) {
+        sched_placement *p = &out->ranked[i];
+        sched_rejection *x;
+        if (p->price_micro <= limit) {
+            out->ranked[kept++] = *p;
+            continue;
+        }
+        x = &out->rejected[out->n_rejected++];
+        x->offer_index = p->offer_index;
+        x->code = SCHED_REJ_COST_SLACK;
+        snprintf(x->offer_id, sizeof x->offer_id, "%s", p->offer_id);
+        money_format(p->price_micro, a, sizeof a);
+        put(x->reason, sizeof x->reason, "price %s is more than %lld ppm over the cheapest %s", a,
+            (long long)in->weights.cost_slack_ppm, b);
+    }
+    out->n_ranked = kept;
+    if (out->n_rejected > nrej)
+        qsort(out->rejected, out->n_rejected, sizeof *out->rejected, cmp_rejection);
 }
 
 int sched_place(const sched_input *in, sched_result *out, char *err, size_t errlen)
@@ -342,6 +384,7 @@ int sched_place(const sched_input *in, sched_result *out, char *err, size_t errl
             out->n_rejected++;
         }
     }
+    apply_slack(in, out);
     qsort(out->ranked, out->n_ranked, sizeof *out->ranked, cmp_placement);
     return 0;
 }

@@ -11,7 +11,11 @@
  * Filter, in this order (the first failing check is the reason):
  *   down / blocked -> device (id or kind) -> memory -> region -> residency
  *   -> devices fit the node shape -> capacity free for the whole window
- *   -> deadline met at p90 -> price (callback) -> price cap.
+ *   -> deadline met at p90 -> price (callback) -> price cap
+ *   -> (when weights.cost_slack_ppm > 0) price within the slack of the
+ *      cheapest feasible offer: a budget rule, "at most 5 % over the
+ *      cheapest" is cost_slack_ppm = 50 000; latency and risk then choose
+ *      among what is left.
  * Score (micro-units, lower is better):
  *   price + latency_term + risk_term, where
  *   latency_term = round(latency_ms x weights.latency_micro_per_ms)
@@ -96,6 +100,7 @@ typedef struct {
     int64_t latency_micro_per_ms; /* micro-units charged per ms of response latency */
     int64_t failure_cost_micro;   /* tenant's cost of a failed run beyond re-paying it */
     int32_t risk_per_failure_ppm; /* risk added per consecutive probe failure */
+    int64_t cost_slack_ppm;       /* > 0: drop offers priced over cheapest x (1 + slack / 10^6) */
 } sched_weights;
 
 typedef struct {
@@ -135,7 +140,8 @@ typedef enum {
     SCHED_REJ_DEADLINE,
     SCHED_REJ_PRICE_ERROR,
     SCHED_REJ_PRICE_CAP,
-    SCHED_REJ_OVERFLOW
+    SCHED_REJ_OVERFLOW,
+    SCHED_REJ_COST_SLACK
 } sched_reject;
 /* Stable machine-readable name: "down", "blocked", "device", ... */
 const char *sched_reject_name(sched_reject r);
@@ -187,7 +193,8 @@ void sched_result_free(sched_result *r);
 double sched_latency_for(const sched_model *m, const char *data_region, const sched_offer *offer);
 
 /* Default weights: 1000 micro-units (0.001) per ms, failure cost 0,
- * 250 000 ppm per consecutive failure (so 4 in a row = certain failure). */
+ * 250 000 ppm per consecutive failure (so 4 in a row = certain failure), no
+ * cost slack. */
 sched_weights sched_weights_default(void);
 
 #endif

@@ -384,3 +384,29 @@ Test(sched, bad_input)
     cr_assert_eq(r.n_ranked + r.n_rejected, 0);
     sched_result_free(&r);
 }
+
+/* Budget rule: slack 50 000 ppm over the cheapest (2.00) allows up to 2.10;
+ * 2.10 stays, 2.100001 goes, with its reason; rejected stays in input order. */
+Test(sched, cost_slack)
+{
+    sched_offer o[4] = {offer("off_a", "r2", 2100001), offer("off_b", "r2", 2000000),
+                        offer("off_c", "r1", 2100000), offer("off_d", "r1", 2000000)};
+    sched_job j = job1h();
+    sched_input in = input(o, 4, &j, 2000);
+    sched_result r;
+    o[3].health = SCHED_DOWN; /* rejected by the filter, before the slack */
+    in.weights.cost_slack_ppm = 50000;
+    place_ok(&in, &r);
+    cr_assert_eq(r.n_ranked, 2);
+    cr_assert_str_eq(r.ranked[0].offer_id, "off_c"); /* 2 100 000 + 2 ms x 2000 = 2 104 000 */
+    cr_assert_str_eq(r.ranked[1].offer_id, "off_b"); /* 2 000 000 + 100 x 2000 = 2 200 000 */
+    cr_assert_eq(r.ranked[0].score_micro, 2104000);
+    cr_assert_eq(r.ranked[1].score_micro, 2200000);
+    cr_assert_eq(r.n_rejected, 2);
+    cr_assert_str_eq(r.rejected[0].offer_id, "off_a");
+    cr_assert_str_eq(r.rejected[1].offer_id, "off_d");
+    expect_reject(&r, "off_a", SCHED_REJ_COST_SLACK,
+                  "price 2.100001 is more than 50000 ppm over the cheapest 2.000000");
+    cr_assert_str_eq(sched_reject_name(SCHED_REJ_COST_SLACK), "cost_slack");
+    sched_result_free(&r);
+}

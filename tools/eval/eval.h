@@ -7,5 +7,6 @@
 
 int eval_estimates(int argc, char **argv);
 int eval_units(int argc, char **argv);
+int eval_placement(int argc, char **argv);
 
 #endif
