@@ -99,6 +99,8 @@ CREATE TABLE orders (
     placement        jsonb NOT NULL,
     idempotency_key  text,
     request_hash     text NOT NULL,
+    request          jsonb NOT NULL,           -- the workload and constraints, to re-place it
+    replaces         text REFERENCES orders (id), -- the order this one took over (failover)
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
     CHECK (captured_micros <= hold_micros),

@@ -49,6 +49,7 @@ void h_offers_health(http_ctx *c);
 void h_resolve(http_ctx *c);
 
 #include "handlers_ledger.h"
+#include "handlers_market.h"
 #include "handlers_pricing.h"
 
 #endif

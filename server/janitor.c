@@ -6,6 +6,7 @@
 #include "janitor.h"
 #include "ledger_maint.h"
 #include "market_cache.h"
+#include "market_settle.h"
 #include "metering_store.h"
 #include "server.h"
 
@@ -27,6 +28,8 @@ static int ledger_work(db_conn *db, void *arg)
 
     if (rc >= 0 && j->srv->ledger->checkpoint_ms > 0)
         rc = ledger_make_checkpoint(j->srv->ledger, db, 0);
+    if (rc >= 0) /* marketplace settlements a crash left pending (market_settle.h) */
+        rc = market_settle_sweep(j->srv, db);
     return rc < 0 ? rc : DB_OK;
 }
 

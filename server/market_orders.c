@@ -35,10 +35,11 @@ static const char sql_insert[] =
     "INSERT INTO orders (id, tenant_id, offer_id, provider_id, device_id, count, profile, "
     "profile_class, work_mcu, p50_ms, p90_ms, start_at, end_at, deadline, policy_id, "
     "policy_version, quote_id, utilisation_ppm, currency, priced_micros, hold_micros, state, "
-    "placement, idempotency_key, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, "
-    "$9, $10, $11, to_timestamp($12::bigint / 1000.0), to_timestamp($13::bigint / 1000.0), "
-    "to_timestamp(NULLIF($14, '0')::bigint / 1000.0), $15, $16, NULLIF($17, ''), $18, $19, $20, "
-    "$21, 'pending', $22::jsonb, NULLIF($23, ''), $24)";
+    "placement, idempotency_key, request_hash, request, replaces) VALUES ($1, $2, $3, $4, $5, "
+    "$6, $7::jsonb, $8, $9, $10, $11, to_timestamp($12::bigint / 1000.0), "
+    "to_timestamp($13::bigint / 1000.0), to_timestamp(NULLIF($14, '0')::bigint / 1000.0), $15, "
+    "$16, NULLIF($17, ''), $18, $19, $20, $21, 'pending', $22::jsonb, NULLIF($23, ''), $24, "
+    "$25::jsonb, NULLIF($26, ''))";
 static const char sql_event0[] =
     "INSERT INTO order_events (order_id, from_state, to_state, actor, detail) "
     "VALUES ($1, NULL, 'pending', $2, $3::jsonb)";
@@ -87,6 +88,7 @@ json_t *market_order_json(PGresult *r, int row)
     json_object_set_new(o, "created_at", ms_time(V(26)));
     json_object_set_new(o, "updated_at", ms_time(V(27)));
     json_object_set_new(o, "utilisation_ppm", I(28) >= 0 ? json_integer(I(28)) : json_null());
+    json_object_set_new(o, "replaces", V(29)[0] ? json_string(V(29)) : json_null());
     return o;
 }
 
@@ -147,11 +149,12 @@ static int answer(db_conn *db, const char *id, int *status, json_t **body)
     } else if (!strcmp(state, "rejected")) {
         json_t *ev = json_array_get(json_object_get(*body, "events"), 1);
         json_t *pb = json_object_get(json_object_get(ev, "detail"), "problem");
-        const char *detail = json_string_value(json_object_get(pb, "detail"));
-        json_decref(*body);
-        *body = problem_build(PROB_INSUFFICIENT_FUNDS,
-                              detail ? detail : "the tenant's wallet cannot cover the order's hold",
-                              "amount", NULL);
+        const char *d = json_string_value(json_object_get(pb, "detail"));
+        char detail[300];
+        snprintf(detail, sizeof detail, "%s",
+                 d ? d : "the tenant's wallet cannot cover the order's hold");
+        json_decref(*body); /* d pointed into it */
+        *body = problem_build(PROB_INSUFFICIENT_FUNDS, detail, "amount", NULL);
         json_object_set_new(*body, "status", json_integer(402));
         json_object_set_new(*body, "order_id", json_string(id));
         *status = 402;
@@ -178,7 +181,7 @@ static int replay(db_conn *db, const market_job *j, const char *key, const char 
         PQclear(r);
         return 0;
     }
-    if (strcmp(PQgetvalue(r, 0, 29), hash) != 0) {
+    if (strcmp(PQgetvalue(r, 0, 30), hash) != 0) {
         PQclear(r);
         *status = 422;
         *body = problem_build(PROB_IDEMPOTENCY_REUSE,
@@ -193,12 +196,8 @@ static int replay(db_conn *db, const market_job *j, const char *key, const char 
     return 1;
 }
 
-struct order_ids {
-    char order[48], settle[48];
-};
-
 static int insert_order(db_conn *db, const market_job *j, const market_cand *c, json_t *placement,
-                        const char *key, const char *hash, const struct order_ids *ids)
+                        const char *key, const char *hash, const market_order_ids *ids)
 {
     char cnt[24], work[24], p50[24], p90[24], s[24], e[24], dl[24], ver[16], util[24], pr[24],
         hold[24];
@@ -206,6 +205,8 @@ static int insert_order(db_conn *db, const market_job *j, const market_cand *c, 
     char *pl = json_dumps(placement, JSON_COMPACT);
     json_t *detail = json_pack("{s:s, s:s}", "offer_id", c->offer_id, "identifier", c->identifier);
     char *dt = json_dumps(detail, JSON_COMPACT);
+    json_t *request = market_job_to_json(j);
+    char *rq = request ? json_dumps(request, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     int rc = DB_FAILED;
 
     snprintf(cnt, sizeof cnt, "%lld", (long long)j->count);
@@ -219,7 +220,7 @@ static int insert_order(db_conn *db, const market_job *j, const market_cand *c, 
     snprintf(util, sizeof util, "%lld", (long long)c->utilisation_ppm);
     snprintf(pr, sizeof pr, "%lld", (long long)c->priced_p50);
     snprintf(hold, sizeof hold, "%lld", (long long)c->hold);
-    if (prof && pl && dt) {
+    if (prof && pl && dt && rq) {
         const char *p[] = {ids->order,
                            j->tenant,
                            c->offer_id,
@@ -243,10 +244,12 @@ static int insert_order(db_conn *db, const market_job *j, const market_cand *c, 
                            hold,
                            pl,
                            key ? key : "",
-                           hash};
-        const char *ev[] = {ids->order, j->tenant, dt};
+                           hash,
+                           rq,
+                           ids->replaces};
+        const char *ev[] = {ids->order, ids->actor[0] ? ids->actor : j->tenant, dt};
         const char *st[] = {ids->settle, ids->order, hold};
-        rc = db_command(db, sql_insert, 24, p);
+        rc = db_command(db, sql_insert, 26, p);
         if (rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23505"))
             rc = DB_RETRY; /* a concurrent duplicate won: re-run and replay it */
         if (rc == DB_OK)
@@ -257,6 +260,8 @@ static int insert_order(db_conn *db, const market_job *j, const market_cand *c, 
     free(prof);
     free(pl);
     free(dt);
+    free(rq);
+    json_decref(request);
     json_decref(detail);
     return rc;
 }
@@ -290,9 +295,8 @@ static int reserve(db_conn *db, const market_job *j, market_cand *c, size_t n, i
     return DB_OK;
 }
 
-static int place_and_write(struct tally_server *srv, db_conn *db, const market_job *j,
-                           const char *key, const char *hash, struct order_ids *ids, int *status,
-                           json_t **body)
+int market_order_place(struct tally_server *srv, db_conn *db, const market_job *j, const char *key,
+                       const char *hash, market_order_ids *ids, int *status, json_t **body)
 {
     market_cand *c = NULL;
     size_t n = 0;
@@ -306,6 +310,8 @@ static int place_and_write(struct tally_server *srv, db_conn *db, const market_j
     }
     if ((rc = reserve(db, j, c, n, &chosen)) != DB_OK)
         goto out;
+    ids_new(ids->order, sizeof ids->order, "ord");
+    ids_new(ids->settle, sizeof ids->settle, "stl");
     placement = market_placement_json(c, n);
     if (chosen < 0) {
         *status = 409;
@@ -328,7 +334,7 @@ out:
 int market_order_create(struct tally_server *srv, db_conn *db, const market_job *j,
                         const char *idem_key, const char *request_hash, int *status, json_t **body)
 {
-    struct order_ids ids;
+    market_order_ids ids = {0};
     const char *sid;
     market_settle_out so;
     int rc;
@@ -340,9 +346,7 @@ int market_order_create(struct tally_server *srv, db_conn *db, const market_job 
         db_rollback(db);
         return rc < 0 ? rc : DB_OK;
     }
-    ids_new(ids.order, sizeof ids.order, "ord");
-    ids_new(ids.settle, sizeof ids.settle, "stl");
-    rc = place_and_write(srv, db, j, idem_key, request_hash, &ids, status, body);
+    rc = market_order_place(srv, db, j, idem_key, request_hash, &ids, status, body);
     if (rc != DB_OK) {
         db_rollback(db);
         return rc < 0 ? rc : DB_OK; /* 1: a 4xx answer in *body */

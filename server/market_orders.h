@@ -50,6 +50,10 @@ typedef struct market_job {
 } market_job;
 
 void market_job_clear(market_job *j);
+/* market_job_to_json / market_job_from_json - the job as orders.request keeps it
+ * (market_job.c). from_json: 0, or -1 when the document is not a job. */
+json_t *market_job_to_json(const market_job *j);
+int market_job_from_json(const json_t *o, market_job *j);
 
 /* One offer evaluated for a job (market_place.c). */
 typedef struct market_cand {
@@ -105,6 +109,22 @@ int market_place(struct tally_server *srv, db_conn *db, const market_job *j, jso
 int market_order_create(struct tally_server *srv, db_conn *db, const market_job *j,
                         const char *idem_key, const char *request_hash, int *status, json_t **body);
 
+/* What market_order_place wrote (ids), and who for. */
+typedef struct market_order_ids {
+    char order[48], settle[48]; /* set by market_order_place */
+    char replaces[48];          /* "" or the order this one takes over (failover) */
+    char actor[48];             /* the first event's actor; "" = the tenant */
+} market_order_ids;
+
+/*
+ * market_order_place - inside the caller's transaction: rank, lock and reserve
+ * the best offer, write the order (pending), its first event and its hold
+ * settlement. 0 written (ids set), 1 a 4xx answer in *status and *body (no
+ * feasible placement, quote problems), or a db_status.
+ */
+int market_order_place(struct tally_server *srv, db_conn *db, const market_job *j, const char *key,
+                       const char *hash, market_order_ids *ids, int *status, json_t **body);
+
 /* The columns market_order_json reads, for "SELECT <cols> FROM orders o". */
 #define MARKET_ORDER_COLS                                                                          \
     "o.id, o.state, o.tenant_id, o.offer_id, o.provider_id, o.device_id, o.count, "                \
@@ -115,7 +135,8 @@ int market_order_create(struct tally_server *srv, db_conn *db, const market_job 
     "o.policy_version, coalesce(o.quote_id, ''), o.currency, o.priced_micros, o.hold_micros, "     \
     "coalesce(o.hold_id, ''), o.captured_micros, o.fee_micros, o.used_mcu, o.used_device_ms, "     \
     "o.placement::text, (extract(epoch FROM o.created_at) * 1000)::bigint, "                       \
-    "(extract(epoch FROM o.updated_at) * 1000)::bigint, o.utilisation_ppm"
+    "(extract(epoch FROM o.updated_at) * 1000)::bigint, o.utilisation_ppm, "                       \
+    "coalesce(o.replaces, '')"
 
 /* market_order_json - row i as the API shows an order (new reference). */
 json_t *market_order_json(PGresult *r, int i);

@@ -388,6 +388,7 @@ Test(market_api, isolation_funds_and_feasibility)
     cr_assert_eq(r.status, 402, "%s", r.body);
     cr_assert_str_eq(sv(r.json, "type"), "https://tally.dev/problems/insufficient-funds", "%s",
                      r.body);
+    cr_assert(sv(r.json, "detail"), "the ledger's reason is passed on: %s", r.body);
     http_resp_free(&r);
     {
         char sql[256];
