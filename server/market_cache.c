@@ -25,9 +25,12 @@
 #include <string.h>
 
 struct mc_entry {
-    market_offer o;
-    char *doc; /* static document, "{...," without the closing brace */
+    market_offer o; /* health fields copied from the probe engine (health_sync) */
+    char *doc;      /* static document, "{...," without the closing brace */
     size_t doclen;
+    int probed;
+    double last_rtt_ms;
+    int64_t last_probe_ms;
 };
 
 struct mc_snap {
@@ -307,13 +310,21 @@ void market_cache_free(market_cache *mc)
 
 /* ---- probes ------------------------------------------------------------------------ */
 
+static void entry_set_health(struct mc_entry *e, const probe_state *st);
+
 static void on_probe_change(void *arg, const probe_state *st)
 {
     market_cache *mc = arg;
     market_health_fn fn = __atomic_load_n(&mc->on_health, __ATOMIC_ACQUIRE);
 
+    struct mc_entry *e;
+
     log_info("market", "offer %s endpoint %s is %s", st->id, st->endpoint,
              probe_status_name(st->status));
+    pthread_rwlock_wrlock(&mc->lock);
+    if ((e = snap_find_id(mc->snap, st->id)))
+        entry_set_health(e, st);
+    pthread_rwlock_unlock(&mc->lock);
     if (fn)
         fn(mc->on_health_arg, st->id, st);
 }
@@ -383,16 +394,55 @@ int market_cache_health(market_cache *mc, const char *offer_id, probe_state *out
     return mc->probes ? probe_engine_get(mc->probes, offer_id, out) : -1;
 }
 
-static void fill_health(market_cache *mc, market_offer *o)
+static void entry_set_health(struct mc_entry *e, const probe_state *st)
 {
-    probe_state st;
+    e->probed = st != NULL;
+    e->o.health = st ? st->status : PROBE_UNKNOWN;
+    e->o.srtt_ms = st ? st->srtt_ms : 0;
+    e->o.consecutive_failures = st ? st->consecutive_failures : 0;
+    e->o.failure_ratio_ppm = st ? st->failure_ratio_ppm : 0;
+    e->last_rtt_ms = st ? st->last_rtt_ms : 0;
+    e->last_probe_ms = st ? st->last_probe_ms : 0;
+}
 
-    if (market_cache_health(mc, o->id, &st) != 0)
+static void copy_health(struct mc_entry *to, const struct mc_entry *from)
+{
+    to->probed = from->probed;
+    to->o.health = from->o.health;
+    to->o.srtt_ms = from->o.srtt_ms;
+    to->o.consecutive_failures = from->o.consecutive_failures;
+    to->o.failure_ratio_ppm = from->o.failure_ratio_ppm;
+    to->last_rtt_ms = from->last_rtt_ms;
+    to->last_probe_ms = from->last_probe_ms;
+}
+
+/*
+ * Copy every endpoint's probe state into the snapshot's entries (one engine
+ * lock for all), so resolution reads health without touching the engine.
+ * Runs after each refresh (every second) and on every UP/DOWN transition.
+ */
+static void health_sync(market_cache *mc)
+{
+    probe_state *ps = NULL;
+    long n = mc->probes ? probe_engine_snapshot(mc->probes, &ps) : 0;
+
+    if (n < 0)
         return;
-    o->health = st.status;
-    o->srtt_ms = st.srtt_ms;
-    o->consecutive_failures = st.consecutive_failures;
-    o->failure_ratio_ppm = st.failure_ratio_ppm;
+    pthread_rwlock_wrlock(&mc->lock);
+    for (size_t i = 0; mc->snap && i < mc->snap->n; i++) {
+        struct mc_entry *e = &mc->snap->e[i];
+        long lo = 0, hi = n;
+        while (lo < hi) { /* the engine's snapshot is sorted by id */
+            long mid = lo + (hi - lo) / 2;
+            if (strcmp(ps[mid].id, e->o.id) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        entry_set_health(e, lo < n && !strcmp(ps[lo].id, e->o.id) ? &ps[lo] : NULL);
+    }
+    pthread_rwlock_unlock(&mc->lock);
+    free(ps);
 }
 
 /* ---- reads ------------------------------------------------------------------------- */
@@ -416,8 +466,6 @@ int market_cache_offer(market_cache *mc, const char *id, market_offer *out)
         fill_live(mc->snap, out);
     }
     pthread_rwlock_unlock(&mc->lock);
-    if (e)
-        fill_health(mc, out);
     return e != NULL;
 }
 
@@ -430,7 +478,6 @@ size_t market_cache_each(market_cache *mc, market_offer_fn fn, void *arg)
     for (size_t i = 0; mc->snap && i < mc->snap->n; i++) {
         o = mc->snap->e[i].o;
         fill_live(mc->snap, &o);
-        fill_health(mc, &o);
         visited++;
         if (fn(arg, &o))
             break;
@@ -461,9 +508,7 @@ void market_cache_stats_get(market_cache *mc, market_cache_stats *out)
         out->offers = (int64_t)mc->snap->n;
         out->capacity_age_ms = mc->snap->capacity_at_ms ? now - mc->snap->capacity_at_ms : -1;
         for (size_t i = 0; i < mc->snap->n; i++) {
-            probe_state st;
-            probe_status s =
-                market_cache_health(mc, mc->snap->e[i].o.id, &st) == 0 ? st.status : PROBE_UNKNOWN;
+            probe_status s = mc->snap->e[i].o.health;
             out->up += s == PROBE_UP;
             out->down += s == PROBE_DOWN;
             out->unknown += s == PROBE_UNKNOWN;
@@ -513,29 +558,28 @@ static void sb_printf(sbuf *b, const char *fmt, ...)
         sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
-static void render_health(market_cache *mc, sbuf *b, const char *id)
+/* Health as of the last sync (at most a second old; transitions at once). */
+static void render_health(sbuf *b, const struct mc_entry *e)
 {
-    probe_state st;
     char at[40];
 
-    if (market_cache_health(mc, id, &st) != 0) {
+    if (!e->probed) {
         sb_printf(b, "\"health\":{\"status\":\"unknown\",\"probed\":false}");
         return;
     }
-    timefmt_format(st.last_probe_ms, at, sizeof at);
+    timefmt_format(e->last_probe_ms, at, sizeof at);
     sb_printf(b,
               "\"health\":{\"status\":\"%s\",\"probed\":true,\"srtt_ms\":%.3f,\"last_rtt_ms\":%.3f,"
               "\"consecutive_failures\":%d,\"failure_ratio_ppm\":%d,\"last_probe_at\":",
-              probe_status_name(st.status), st.srtt_ms, st.last_rtt_ms, st.consecutive_failures,
-              (int)st.failure_ratio_ppm);
-    if (st.last_probe_ms)
+              probe_status_name(e->o.health), e->o.srtt_ms, e->last_rtt_ms,
+              e->o.consecutive_failures, (int)e->o.failure_ratio_ppm);
+    if (e->last_probe_ms)
         sb_printf(b, "\"%s\"}", at);
     else
         sb_printf(b, "null}");
 }
 
-static void render_offer(market_cache *mc, const struct mc_snap *s, const struct mc_entry *e,
-                         sbuf *b)
+static void render_offer(const struct mc_snap *s, const struct mc_entry *e, sbuf *b)
 {
     market_offer o = e->o;
     char at[40];
@@ -549,12 +593,12 @@ static void render_offer(market_cache *mc, const struct mc_snap *s, const struct
               "\"free_devices\":%lld,\"as_of\":\"%s\",\"age_ms\":%lld},",
               (long long)o.devices_per_node * o.nodes, (long long)o.reserved_devices,
               (long long)o.free_devices, at, (long long)(now - s->capacity_at_ms));
-    render_health(mc, b, o.id);
+    render_health(b, e);
     sb_printf(b, ",\"generation\":%lld}", (long long)s->generation);
 }
 
 /* A prefix: the handles under a region, or the offers under region/handle. */
-static int render_prefix(market_cache *mc, const struct mc_snap *s, const market_ident *id, sbuf *b)
+static int render_prefix(const struct mc_snap *s, const market_ident *id, sbuf *b)
 {
     size_t n = 0, count = 0;
     char key[IDENT_MAX_LEN + 2];
@@ -566,7 +610,7 @@ static int render_prefix(market_cache *mc, const struct mc_snap *s, const market
     for (size_t i = snap_lower_bound(s, key);
          i < s->n && ident_under(s->e[i].o.identifier, id->text); i++) {
         const market_offer *o = &s->e[i].o;
-        probe_state st;
+        int64_t total = (int64_t)o->devices_per_node * o->nodes;
         count++;
         if (id->nlabels == 1) {
             if (!strcmp(last, o->handle)) {
@@ -577,15 +621,12 @@ static int render_prefix(market_cache *mc, const struct mc_snap *s, const market
                       n++ ? "," : "", o->region, o->handle, o->handle);
             continue;
         }
-        market_offer live = *o;
-        fill_live(s, &live);
         sb_printf(b,
                   "%s{\"kind\":\"offer\",\"identifier\":\"%s\",\"offer_id\":\"%s\","
                   "\"zone\":\"%s\",\"device\":\"%s\",\"free_devices\":%lld,\"health\":\"%s\"}",
                   n++ ? "," : "", o->identifier, o->id, o->zone, o->device_id,
-                  (long long)live.free_devices,
-                  probe_status_name(market_cache_health(mc, o->id, &st) == 0 ? st.status
-                                                                             : PROBE_UNKNOWN));
+                  (long long)(total > o->reserved_devices ? total - o->reserved_devices : 0),
+                  probe_status_name(o->health));
     }
     sb_printf(b, "],\"offers\":%zu,\"generation\":%lld}", count, (long long)s->generation);
     return count > 0;
@@ -593,18 +634,20 @@ static int render_prefix(market_cache *mc, const struct mc_snap *s, const market
 
 int market_cache_resolve(market_cache *mc, const market_ident *id, char **out, size_t *outlen)
 {
-    sbuf b = {0};
+    sbuf b = {.p = malloc(4096), .cap = 4096};
     int found = 0;
 
+    if (!b.p)
+        return -1;
     pthread_rwlock_rdlock(&mc->lock);
     if (mc->snap && id->nlabels == IDENT_MAX_LABELS) {
         size_t i = snap_lower_bound(mc->snap, id->text);
         if (i < mc->snap->n && !strcmp(mc->snap->e[i].o.identifier, id->text)) {
-            render_offer(mc, mc->snap, &mc->snap->e[i], &b);
+            render_offer(mc->snap, &mc->snap->e[i], &b);
             found = 1;
         }
     } else if (mc->snap) {
-        found = render_prefix(mc, mc->snap, id, &b);
+        found = render_prefix(mc->snap, id, &b);
     }
     pthread_rwlock_unlock(&mc->lock);
     if (b.oom || !found) {
@@ -741,6 +784,8 @@ int market_cache_refresh(db_conn *db, market_cache *mc, int force)
                 for (size_t i = 0; i < s->n; i++) {
                     const struct mc_entry *e = snap_find_id(old, s->e[i].o.id);
                     s->e[i].o.reserved_devices = e ? e->o.reserved_devices : 0;
+                    if (e && !strcmp(e->o.endpoint, s->e[i].o.endpoint))
+                        copy_health(&s->e[i], e);
                 }
             s->capacity_at_ms = old ? old->capacity_at_ms : 0;
             mc->snap = s;
@@ -752,6 +797,7 @@ int market_cache_refresh(db_conn *db, market_cache *mc, int force)
         snap_free(old);
         probes_sync(mc);
     }
+    health_sync(mc);
     return refresh_capacity(db, mc);
 }
 
@@ -847,6 +893,8 @@ static struct mc_snap *snap_with(const struct mc_snap *s, const char *offer_id,
     if (add) {
         const struct mc_entry *prev = s ? snap_find_id(s, offer_id) : NULL;
         add->o.reserved_devices = prev ? prev->o.reserved_devices : 0;
+        if (prev && !strcmp(prev->o.endpoint, add->o.endpoint))
+            copy_health(add, prev);
         c->e[c->n++] = *add;
         add->doc = NULL;
     }
@@ -878,6 +926,7 @@ void market_cache_commit(market_cache *mc, const char *offer_id)
     free(st->entry.doc);
     free(st);
     probes_sync(mc);
+    health_sync(mc);
 }
 
 /* ---- /metrics ----------------------------------------------------------------------------- */
