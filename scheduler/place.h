@@ -37,8 +37,9 @@
  * p90 is p50 x job.p90_ms / job.p50_ms (the metering estimate's spread; x1
  * when the job gives none). Otherwise job.p50_ms / job.p90_ms are used as is.
  *
- * Ownership: sched_place fills a sched_result whose arrays it allocates; the
- * caller frees them with sched_result_free. Strings in offers/jobs are
+ * Ownership: sched_place fills a sched_result whose arrays it allocates (or
+ * reuses from the previous call on the same result); the caller frees them
+ * with sched_result_free. Strings in offers/jobs are
  * borrowed for the call only; results copy the offer id.
  */
 #ifndef TALLY_SCHEDULER_PLACE_H
@@ -171,7 +172,16 @@ typedef struct {
     size_t n_ranked;
     sched_rejection *rejected; /* in input order */
     size_t n_rejected;
+    /* buffers kept between calls (a placement with 10^4 offers would
+     * otherwise page-fault fresh memory in every call) */
+    size_t cap;
+    void *keys;
 } sched_result;
+
+#define SCHED_RESULT_INIT                                                                          \
+    {                                                                                              \
+        NULL, 0, NULL, 0, 0, NULL                                                                  \
+    }
 
 typedef struct {
     const sched_offer *offers;
@@ -183,9 +193,11 @@ typedef struct {
     void *price_ctx;
 } sched_input;
 
-/* Rank every feasible offer for in->job. Returns 0 and fills *out (the caller
- * frees it with sched_result_free, also when n_ranked is 0); -1 on a bad job
- * or input (err names the field) or allocation failure, *out then empty. */
+/* Rank every feasible offer for in->job. *out must be SCHED_RESULT_INIT or a
+ * result of an earlier call, whose buffers are reused (results of that call
+ * are overwritten). Returns 0 and fills *out; -1 on a bad job or input (err
+ * names the field) or allocation failure, with n_ranked = n_rejected = 0.
+ * Either way the caller frees *out with sched_result_free when done. */
 int sched_place(const sched_input *in, sched_result *out, char *err, size_t errlen);
 void sched_result_free(sched_result *r);
 

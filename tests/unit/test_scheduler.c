@@ -111,7 +111,7 @@ Test(sched, latency_weight_trades_cost_for_latency)
     sched_offer o[2] = {offer("off_far", "r2", 3000000), offer("off_near", "r1", 3050000)};
     sched_job j = job1h();
     sched_input in = input(o, 2, &j, 1000);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
 
     place_ok(&in, &r);
     cr_assert_eq(r.n_ranked, 2);
@@ -142,7 +142,7 @@ Test(sched, risk_term)
     sched_offer o = offer("off_a", "r1", 3000000);
     sched_job j = job1h();
     sched_input in = input(&o, 1, &j, 1000);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     o.consecutive_failures = 1;
     o.failure_ratio_ppm = 100000;
     in.weights.failure_cost_micro = 1000000;
@@ -187,7 +187,7 @@ Test(sched, every_filter_has_a_reason)
     sched_offer o[11];
     sched_job j = job1h();
     sched_input in;
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
 
     for (size_t i = 0; i < 11; i++)
         o[i] = offer("", "r1", 3000000);
@@ -239,7 +239,7 @@ Test(sched, kind_and_whole_nodes)
     sched_offer o[2] = {offer("off_gpu", "r1", 1000000), offer("off_cpu", "r1", 1000000)};
     sched_job j = job1h();
     sched_input in = input(o, 2, &j, 0);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     o[1].device_kind = "cpu";
     j.device_kind = "gpu";
     j.devices = 16; /* 2 whole nodes of 8 */
@@ -265,7 +265,7 @@ Test(sched, durations_from_work)
     sched_offer o[2] = {offer("off_fast", "r1", 2000000), offer("off_slow", "r1", 2000000)};
     sched_job j = job1h();
     sched_input in = input(o, 2, &j, 0);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     o[0].rate_mcu_per_device_hour = 4000;
     o[1].rate_mcu_per_device_hour = 3000;
     j.work_mcu = 10000;
@@ -294,7 +294,7 @@ Test(sched, ties_broken_by_offer_id)
                         offer("off_b", "r1", 1000000)};
     sched_job j = job1h();
     sched_input in = input(o, 3, &j, 1000);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     place_ok(&in, &r);
     cr_assert_str_eq(r.ranked[0].offer_id, "off_a");
     cr_assert_str_eq(r.ranked[1].offer_id, "off_b");
@@ -336,7 +336,7 @@ Test(sched, price_callback_errors_and_overflow)
     sched_offer o[2] = {offer("off_a", "r1", INT64_MAX), offer("off_b", "r1", 1000000)};
     sched_job j = job1h();
     sched_input in = input(o, 2, &j, 1000);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     int calls = 0;
     place_ok(&in, &r); /* INT64_MAX per device-hour x 1 h fits; x 2 devices does not */
     cr_assert_eq(r.n_ranked, 1);
@@ -362,7 +362,7 @@ Test(sched, bad_input)
     sched_offer o = offer("off_a", "r1", 1);
     sched_job j = job1h();
     sched_input in = input(&o, 1, &j, 1000);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     char err[128];
     j.devices = 0;
     cr_assert_eq(sched_place(&in, &r, err, sizeof err), -1);
@@ -393,7 +393,7 @@ Test(sched, cost_slack)
                         offer("off_c", "r1", 2100000), offer("off_d", "r1", 2000000)};
     sched_job j = job1h();
     sched_input in = input(o, 4, &j, 2000);
-    sched_result r;
+    sched_result r = SCHED_RESULT_INIT;
     o[3].health = SCHED_DOWN; /* rejected by the filter, before the slack */
     in.weights.cost_slack_ppm = 50000;
     place_ok(&in, &r);

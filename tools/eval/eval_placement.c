@@ -132,6 +132,7 @@ typedef struct {
     size_t delayed, failed, recoveries, routes;
     double recovery_s_sum, route_s_sum;
     sched_offer *offers;
+    sched_result res; /* reused by every tally placement */
 } sim;
 
 /* ---- seeded randomness (splitmix64) -------------------------------------- */
@@ -482,7 +483,6 @@ static int pick_tally(sim *s, const job *j, int64_t t)
 {
     sched_job sj = {0};
     sched_input in = {0};
-    sched_result r;
     int best = -1;
 
     for (size_t p = 0; p < s->n_prov; p++)
@@ -501,11 +501,10 @@ static int pick_tally(sim *s, const job *j, int64_t t)
     in.model.matrix = s->lat;
     in.model.probe_region = sched_latency_name(s->lat, (size_t)s->probe_region);
     in.model.unknown_ms = 500.0;
-    if (sched_place(&in, &r, NULL, 0) != 0)
+    if (sched_place(&in, &s->res, NULL, 0) != 0)
         return -1;
-    if (r.n_ranked > 0)
-        best = (int)r.ranked[0].offer_index;
-    sched_result_free(&r);
+    if (s->res.n_ranked > 0)
+        best = (int)s->res.ranked[0].offer_index;
     return best;
 }
 
@@ -713,6 +712,7 @@ done:
     free(s.jobs);
     free(s.offers);
     free(s.h.v);
+    sched_result_free(&s.res);
     return out;
 }
 
