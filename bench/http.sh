@@ -31,8 +31,10 @@
 #   BUILD_DIR=build  CMake build directory (configured Release, sanitizers off)
 #   SKIP_BUILD=1     use the binaries already in BUILD_DIR (no deps install, no build)
 #   LOG_DIR=.tally/bench-run   where tallyd's access log / stderr and wrk outputs are kept
+#   PG_DIR=.tally/bench-pg     the throwaway PostgreSQL cluster (destroyed at exit)
 #   ACCESS_LOG=1     tallyd's access log (TALLY_ACCESS_LOG); on, to a file, is the realistic setting
 #   KEEP_LOGS=1      keep tallyd's whole logs (by default only non-request lines and the last 1000)
+#   ONLY="normalize quote"   measure only these targets (the baseline is always measured)
 #
 # Exit status: 0 when every run completed without errors, 1 when any run had
 # non-2xx responses or socket errors (or a server died), 2 on a set-up failure.
@@ -51,7 +53,7 @@ ACCESS_LOG=${ACCESS_LOG:-1}
 ROUNDS=${ROUNDS:-3}
 BUILD_DIR=${BUILD_DIR:-build}
 LOG_DIR=${LOG_DIR:-.tally/bench-run}
-PG_DIR=.tally/bench-pg
+PG_DIR=${PG_DIR:-.tally/bench-pg}
 
 die() { echo "bench: $*" >&2; exit 2; }
 for v in THREADS DURATION CONNS WRK_THREADS WARMUP ACCESS_LOG ROUNDS; do
@@ -255,7 +257,12 @@ fi
 # The machine may be shared: each measured run also records how much CPU time went to
 # processes that are not part of this benchmark (FOREIGN, % of all CPU time), from
 # /proc/stat minus the ticks of our servers, our database cluster and wrk.
-TARGETS=(baseline healthz account_read account_read_nocache normalize quote)
+ALL_TARGETS="baseline healthz account_read account_read_nocache normalize quote"
+read -r -a TARGETS <<<"${ONLY:-$ALL_TARGETS}"
+[ "${TARGETS[0]}" = baseline ] || TARGETS=(baseline "${TARGETS[@]}")   # every ratio needs it
+for n in "${TARGETS[@]}"; do
+    case " $ALL_TARGETS " in *" $n "*) ;; *) die "ONLY: unknown target '$n' (known: $ALL_TARGETS)" ;; esac
+done
 declare -A RPS P50 P99 NON2XX SOCKERR REQS ALL FOREIGN
 PG_PIDFILE=$PG_DIR/data/postmaster.pid
 [ -L "$PG_DIR/store" ] && PG_PIDFILE=$PG_DIR/store/data/postmaster.pid
@@ -298,12 +305,16 @@ run_wrk() {  # run_wrk NAME ROUND URL [wrk args...]
     [ -n "${RPS[$k]}" ] || { cat "$out" >&2; die "cannot parse wrk output for $name"; }
 }
 for round in $(seq 1 "$ROUNDS"); do
-    run_wrk baseline "$round" "$BASE_URL"
-    run_wrk healthz "$round" "$HEALTH_URL"
-    run_wrk account_read "$round" "$ACCOUNT_URL" -H "$AUTH"
-    run_wrk account_read_nocache "$round" "$NOCACHE_URL" -H "$AUTH"
-    run_wrk normalize "$round" "$NORMALIZE_URL" -H "$AUTH" -s "$LOG_DIR/normalize.lua"
-    run_wrk quote "$round" "$QUOTE_URL" -H "Authorization: Bearer $TENANT_KEY" -s "$LOG_DIR/quote.lua"
+    for n in "${TARGETS[@]}"; do
+        case $n in
+        baseline) run_wrk baseline "$round" "$BASE_URL" ;;
+        healthz) run_wrk healthz "$round" "$HEALTH_URL" ;;
+        account_read) run_wrk account_read "$round" "$ACCOUNT_URL" -H "$AUTH" ;;
+        account_read_nocache) run_wrk account_read_nocache "$round" "$NOCACHE_URL" -H "$AUTH" ;;
+        normalize) run_wrk normalize "$round" "$NORMALIZE_URL" -H "$AUTH" -s "$LOG_DIR/normalize.lua" ;;
+        quote) run_wrk quote "$round" "$QUOTE_URL" -H "Authorization: Bearer $TENANT_KEY" -s "$LOG_DIR/quote.lua" ;;
+        esac
+    done
 done
 # Fold the rounds: median round's figures, min-max spread, summed errors.
 for n in "${TARGETS[@]}"; do
@@ -376,12 +387,16 @@ row() {  # row NAME REQUEST GOALTEXT
     printf "$FMT_R" "$1" "$2" "${RPS[$1]}" \
         "$(ratio "${RPS[$1]}" "${RPS[baseline]}")" "${P50[$1]}" "${P99[$1]}" "${NON2XX[$1]}" "${SOCKERR[$1]}" "$3" "${ALL[$1]}|"
 }
-row baseline "GET / (bench-baseline)" "-"
-row healthz "GET /healthz" "$(goal healthz 0.8)"
-row account_read "GET /v1/accounts/{id}" "$(goal account_read 0.4)"
-row account_read_nocache "same, auth cache off" "(information)"
-row normalize "POST /v1/normalize" "$(goal normalize 0.6)"
-row quote "POST /v1/quotes" "$(goal quote 0.5)"
+for n in "${TARGETS[@]}"; do
+    case $n in
+    baseline) row baseline "GET / (bench-baseline)" "-" ;;
+    healthz) row healthz "GET /healthz" "$(goal healthz 0.8)" ;;
+    account_read) row account_read "GET /v1/accounts/{id}" "$(goal account_read 0.4)" ;;
+    account_read_nocache) row account_read_nocache "same, auth cache off" "(information)" ;;
+    normalize) row normalize "POST /v1/normalize" "$(goal normalize 0.6)" ;;
+    quote) row quote "POST /v1/quotes" "$(goal quote 0.5)" ;;
+    esac
+done
 echo
 
 busy_rounds=0

@@ -995,15 +995,20 @@ pricing_status pricing_tz_init(pricing_tz *tz, const char *name, const pricing_t
                       PRICING_TZ_NAME_MAX);
     if (!tr || n == 0)
         return tzfail(err, "transitions", "at least one transition is required");
+    /* The path is formatted only on failure: a zone has hundreds of transitions
+     * and this runs for every quote. */
     for (size_t i = 0; i < n; i++) {
-        elem(p, "transitions", i);
-        if (tr[i].offset_s < -PRICING_MAX_TZ_OFFSET_S || tr[i].offset_s > PRICING_MAX_TZ_OFFSET_S)
+        if (tr[i].offset_s < -PRICING_MAX_TZ_OFFSET_S || tr[i].offset_s > PRICING_MAX_TZ_OFFSET_S) {
+            elem(p, "transitions", i);
             return tzfail(err, p, "offset %d s is beyond +-26 h", (int)tr[i].offset_s);
-        if (i > 0 && tr[i].utc_start_ms <= tr[i - 1].utc_start_ms)
+        }
+        if (i > 0 && tr[i].utc_start_ms <= tr[i - 1].utc_start_ms) {
+            elem(p, "transitions", i);
             return tzfail(err, p,
                           "transitions must be sorted by strictly increasing utc_start_ms "
                           "(%lld after %lld)",
                           (long long)tr[i].utc_start_ms, (long long)tr[i - 1].utc_start_ms);
+        }
     }
     memset(tz, 0, sizeof *tz);
     snprintf(tz->name, sizeof tz->name, "%s", name);

@@ -22,13 +22,6 @@
 
 #define MAX_DEVICE_SECONDS (CU_MAX_WALL_MS / 1000)
 
-/* The catalog and efficiency versions of a snapshot, for responses. */
-static void add_versions(json_t *o, const cat_catalog *cat, const cu_eff_table *eff)
-{
-    json_object_set_new(o, "catalog_version", json_string(cat_version(cat)));
-    json_object_set_new(o, "efficiency_version", json_integer(eff ? eff->version : 1));
-}
-
 static int need_catalog(http_ctx *c, const cat_catalog *cat)
 {
     if (cat)
@@ -43,7 +36,8 @@ void h_normalize(http_ctx *c)
     static const char *const fields[] = {"device",  "count",    "profile", "device_seconds",
                                          "wall_ms", "work_mcu", NULL};
     static const char *const amounts[] = {"device_seconds", "wall_ms", "work_mcu", NULL};
-    json_t *body = http_body(c), *out;
+    json_t *body = http_body(c);
+    jsonw out;
     const cat_catalog *cat;
     const cu_eff_table *eff;
     workload_req w;
@@ -83,14 +77,31 @@ void h_normalize(http_ctx *c)
         mreq_reply_cu_error(c, &err, "device");
         return;
     }
+    /* Written as text (no jansson tree): this is the hottest metering path. */
     mreq_decimal_mcu(mcu, dec, sizeof dec);
-    out = json_pack("{s:s, s:I, s:o, s:I, s:s, s:I, s:o}", "device", w.device, "count",
-                    (json_int_t)w.count, "profile", mreq_profile_json(&w.profile), "mcu",
-                    (json_int_t)mcu, "cu", dec, "wall_ms", (json_int_t)ms, "rate",
-                    mreq_rate_json(&rate));
-    add_versions(out, cat, eff);
+    jw_init(&out);
+    jw_open(&out);
+    jw_key(&out, "device");
+    jw_str(&out, w.device);
+    jw_key(&out, "count");
+    jw_int(&out, w.count);
+    jw_key(&out, "profile");
+    mreq_profile_jw(&out, &w.profile);
+    jw_key(&out, "mcu");
+    jw_int(&out, mcu);
+    jw_key(&out, "cu");
+    jw_str(&out, dec);
+    jw_key(&out, "wall_ms");
+    jw_int(&out, ms);
+    jw_key(&out, "rate");
+    mreq_rate_jw(&out, &rate);
+    jw_key(&out, "catalog_version");
+    jw_str(&out, cat_version(cat));
+    jw_key(&out, "efficiency_version");
+    jw_int(&out, eff ? (long long)eff->version : 1);
+    jw_close(&out);
     mcache_read_unlock(http_server(c)->metering);
-    http_reply_json(c, 200, out);
+    mreq_reply_jw(c, 200, &out);
 }
 
 /* ---- estimates ------------------------------------------------------------------- */

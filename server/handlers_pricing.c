@@ -45,6 +45,14 @@ struct pol_job {
     char err[512];
 };
 
+/* After a committed change to a quote input: cached quote inputs are stale
+ * (see pricing_store.h for the staleness rule). */
+static void inputs_changed(http_ctx *c)
+{
+    (void)c;
+    pstore_inputs_invalidate();
+}
+
 static void pol_job_free(void *arg)
 {
     struct pol_job *j = arg;
@@ -181,7 +189,7 @@ void h_policies_create(http_ctx *c)
     snprintf(j->owner, sizeof j->owner, "%s", owner ? owner : who->account_id);
     snprintf(j->actor, sizeof j->actor, "%s", who->account_id);
     snprintf(j->name, sizeof j->name, "%s", name);
-    idem_write_submit(c, op_policy_create, j, pol_job_free);
+    idem_write_submit_then(c, op_policy_create, j, pol_job_free, inputs_changed);
 }
 
 static int op_version_create(db_conn *db, void *arg, int *status, json_t **body)
@@ -236,7 +244,7 @@ void h_policy_versions_create(http_ctx *c)
     snprintf(j->actor, sizeof j->actor, "%s", who->account_id);
     snprintf(j->caller, sizeof j->caller, "%s", who->account_id);
     j->caller_role = (int)who->role;
-    idem_write_submit(c, op_version_create, j, pol_job_free);
+    idem_write_submit_then(c, op_version_create, j, pol_job_free, inputs_changed);
 }
 
 /* ---- reading policies ------------------------------------------------------------- */
@@ -480,5 +488,5 @@ void h_utilisation_report(http_ctx *c)
     snprintf(j->region, sizeof j->region, "%s", region ? region : "");
     snprintf(j->actor, sizeof j->actor, "%s", http_get_caller(c)->account_id);
     j->ppm = ppm;
-    idem_write_submit(c, op_util, j, free);
+    idem_write_submit_then(c, op_util, j, free, inputs_changed);
 }

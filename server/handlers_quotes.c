@@ -15,6 +15,8 @@
 #include "metering_req.h"
 #include "money.h"
 #include "pricing_store.h"
+#include "quote_doc.h"
+#include "quote_writer.h"
 #include "scope.h"
 #include "server.h"
 #include "timefmt.h"
@@ -35,45 +37,24 @@ struct quote_job {
     char catalog_version[72];
     int policy_version, eff_version;
     cat_kind device_class;
-    json_t *profile;
+    cu_profile profile;
     long long count, mcu, wall_ms, valid_for_s;
     int64_t start_ms, end_ms;
     const signing_key *key;
+    /* the signed result */
+    char period[8], currency[8], expires_at[40], sighex[2 * crypto_sign_BYTES + 1];
+    char *canon; /* canonical document text */
+    size_t canon_len;
+    int64_t total;
+    qw_row row;
+    http_ctx *c; /* the cached path */
 };
 
 static void quote_job_free(void *arg)
 {
     struct quote_job *j = arg;
-    json_decref(j->profile);
+    free(j->canon);
     free(j);
-}
-
-static json_t *money_json(int64_t micros)
-{
-    char buf[40];
-    money_format(micros, buf, sizeof buf);
-    return json_string(buf);
-}
-
-static const char *qty_unit_name(pricing_qty_unit u)
-{
-    return u == PRICING_QTY_MCU ? "mcu" : u == PRICING_QTY_DEVICE_MS ? "device_ms" : "money";
-}
-
-static json_t *line_json(const pricing_line *l)
-{
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "kind", pricing_line_kind_name(l->kind),
-                          "rule_id", l->rule_id, "rule_kind", pricing_rule_kind_name(l->rule_kind),
-                          "description", l->description, "quantity", (json_int_t)l->quantity,
-                          "quantity_unit", qty_unit_name(l->qty_unit));
-
-    if (l->qty_unit == PRICING_QTY_MONEY)
-        json_object_set_new(o, "factor_ppm", json_integer(l->unit_price));
-    else
-        json_object_set_new(o, "unit_price", money_json(l->unit_price));
-    json_object_set_new(o, "amount", money_json(l->amount));
-    json_object_set_new(o, "amount_micros", json_integer(l->amount));
-    return o;
 }
 
 /* Map a rating error to a 422 naming the request field it concerns. */
@@ -94,172 +75,251 @@ static json_t *rating_problem(const pricing_error *err, const struct quote_job *
                         pricing_status_code(err->code));
 }
 
-static json_t *quote_document(const struct quote_job *j, const pstore_version *pol,
-                              const pstore_version *plat, const pricing_result *res, long long util)
+/* The canonical document of a rated quote into j->canon. 0, or -1 out of memory. */
+static int quote_document(struct quote_job *j, const pstore_version *pol,
+                          const pstore_version *plat, const pricing_result *res, long long util)
 {
-    char t[40], created[40], expires[40];
-    json_t *lines = json_array(), *doc;
+    char created[40], start[40], end[40];
     int64_t now = timefmt_now_ms();
+    quote_doc_meta m = {0};
 
-    for (size_t i = 0; i < res->n_lines; i++)
-        json_array_append_new(lines, line_json(&res->lines[i]));
     timefmt_format(now, created, sizeof created);
-    timefmt_format(now + j->valid_for_s * 1000, expires, sizeof expires);
-    doc = json_pack("{s:s, s:s, s:{s:s, s:i, s:s}, s:s, s:o, s:o, s:I, s:s, s:o}", "id", j->id,
-                    "tenant_id", j->tenant, "policy", "id", pol->policy_id, "version", pol->version,
-                    "sha256", pol->sha256, "currency", res->currency, "lines", lines, "total",
-                    money_json(res->total), "total_micros", (json_int_t)res->total, "created_at",
-                    created, "provider_net", money_json(res->provider_net));
-    json_object_set_new(doc, "expires_at", json_string(expires));
-    json_object_set_new(
-        doc, "platform_policy",
-        plat->ref ? json_pack("{s:s, s:i}", "id", plat->policy_id, "version", plat->version)
-                  : json_null());
-    json_object_set_new(doc, "provider_fee",
-                        res->has_provider_fee ? line_json(&res->provider_fee) : json_null());
-    json_object_set_new(doc, "utilisation_ppm", util >= 0 ? json_integer(util) : json_null());
-    {
-        char cu[40];
-        mreq_decimal_mcu(j->mcu, cu, sizeof cu);
-        json_object_set_new(doc, "workload",
-                            json_pack("{s:s, s:I, s:O, s:I, s:s, s:I, s:I, s:s}", "device",
-                                      j->device, "count", (json_int_t)j->count, "profile",
-                                      j->profile, "mcu", (json_int_t)j->mcu, "cu", cu, "wall_ms",
-                                      (json_int_t)j->wall_ms, "device_ms",
-                                      (json_int_t)(j->wall_ms * j->count), "region", j->region));
-    }
-    timefmt_format(j->start_ms, t, sizeof t);
-    json_object_set_new(doc, "interval", json_pack("{s:s}", "start", t));
-    timefmt_format(j->end_ms, t, sizeof t);
-    json_object_set_new(json_object_get(doc, "interval"), "end", json_string(t));
-    json_object_set_new(doc, "catalog_version", json_string(j->catalog_version));
-    json_object_set_new(doc, "efficiency_version", json_integer(j->eff_version));
-    return doc;
+    timefmt_format(now + j->valid_for_s * 1000, j->expires_at, sizeof j->expires_at);
+    timefmt_format(j->start_ms, start, sizeof start);
+    timefmt_format(j->end_ms, end, sizeof end);
+    m.id = j->id;
+    m.tenant_id = j->tenant;
+    m.policy_id = pol->policy_id;
+    m.policy_sha256 = pol->sha256;
+    m.policy_version = pol->version;
+    m.platform_policy_id = plat->ref ? plat->policy_id : NULL;
+    m.platform_policy_version = plat->version;
+    m.created_at = created;
+    m.expires_at = j->expires_at;
+    m.interval_start = start;
+    m.interval_end = end;
+    m.utilisation_ppm = util;
+    m.device = j->device;
+    m.region = j->region;
+    m.count = j->count;
+    m.mcu = j->mcu;
+    m.wall_ms = j->wall_ms;
+    m.device_ms = j->wall_ms * j->count;
+    m.profile_class = cu_class_name(j->profile.cls);
+    m.profile_precision = cat_precision_name(j->profile.precision);
+    m.profile_intensity_milli = j->profile.intensity_milli;
+    m.catalog_version = j->catalog_version;
+    m.efficiency_version = j->eff_version;
+    free(j->canon); /* a re-run of the database path rates again */
+    j->canon = quote_doc_write(&m, res, &j->canon_len);
+    snprintf(j->currency, sizeof j->currency, "%s", res->currency);
+    j->total = res->total;
+    return j->canon ? 0 : -1;
 }
 
-/* One statement: the quote row, committed without waiting for the WAL flush
- * (set_config(..., true) applies to the statement's own transaction). */
-static const char sql_quote_insert[] =
-    "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
-    "INSERT INTO quotes (id, tenant_id, policy_id, policy_version, currency, total_micros, "
-    "document, kid, signature, expires_at) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, "
-    "$10::timestamptz FROM cfg";
-
-/* Sign the canonical text and store it; *body becomes document + signature. */
-static int sign_and_store(db_conn *db, const struct quote_job *j, json_t *doc, json_t **body)
+/* Check and rate with the given inputs: 0 with the canonical document in
+ * j->canon, or -1 with *out a problem body (422). */
+static int quote_rate(struct quote_job *j, const pstore_version *pol, const pstore_version *plat,
+                      const pricing_state *state, long long util, json_t **out)
 {
-    char *canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    unsigned char sig[crypto_sign_BYTES];
-    char sighex[2 * crypto_sign_BYTES + 1], ver[16], total[24];
-    size_t dl = strlen(QUOTE_DOMAIN), cl;
-    unsigned char *msg;
-    int rc;
-
-    if (!canon)
-        return DB_FAILED;
-    cl = strlen(canon);
-    msg = malloc(dl + cl);
-    if (!msg) {
-        free(canon);
-        return DB_FAILED;
-    }
-    memcpy(msg, QUOTE_DOMAIN, dl);
-    memcpy(msg + dl, canon, cl);
-    crypto_sign_detached(sig, NULL, msg, dl + cl, j->key->sk);
-    free(msg);
-    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
-    snprintf(ver, sizeof ver, "%d", j->policy_version);
-    snprintf(total, sizeof total, "%lld",
-             (long long)json_integer_value(json_object_get(doc, "total_micros")));
-    {
-        const char *p[] = {j->id,
-                           j->tenant,
-                           j->policy_id,
-                           ver,
-                           json_string_value(json_object_get(doc, "currency")),
-                           total,
-                           canon,
-                           j->key->kid,
-                           sighex,
-                           json_string_value(json_object_get(doc, "expires_at"))};
-        /* A quote is a price offer, not a money movement: it need not wait for the
-         * WAL flush, and the signed document stands on its own if it were lost. */
-        rc = db_command(db, sql_quote_insert, 10, p);
-    }
-    free(canon);
-    if (rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503")) {
-        json_decref(doc);
-        *body = idem_problem(PROB_VALIDATION, "tenant", "no account '%s'", j->tenant);
-        return 1; /* a 4xx outcome, not a database failure */
-    }
-    if (rc != DB_OK)
-        return rc;
-    *body = doc;
-    json_object_set_new(doc, "signature",
-                        json_pack("{s:s, s:s, s:s, s:s}", "alg", "Ed25519", "kid", j->key->kid,
-                                  "value", sighex, "signed",
-                                  "tally-quote-v1\\n || canonical JSON"));
-    return DB_OK;
-}
-
-static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
-{
-    struct quote_job *j = arg;
-    pstore_version pol = {0}, plat = {0};
-    pricing_state state;
-    pricing_result *res = NULL;
+    pricing_result *res;
     pricing_error err;
     pricing_tz tz;
-    long long util = -1;
-    char period[8], tzerr[256];
-    pstore_quote_query q = {j->policy_id, j->policy_version, j->tenant,
-                            period,       j->device,         j->region};
+    char tzerr[256];
     int rc;
 
-    timefmt_period(j->start_ms, period);
-    rc = pstore_load_quote_inputs(db, &q, &pol, &plat, &state, &util);
-    *status = 422;
-    if (rc < 0)
-        goto out;
-    if (rc == 0 || strcmp(pol.scope, "provider") != 0) {
-        *body = idem_problem(PROB_VALIDATION, "policy_id", "no provider policy '%s'%s",
-                             j->policy_id, j->policy_version ? " at that version" : "");
-        rc = DB_OK;
-        goto out;
+    if (strcmp(pol->scope, "provider") != 0) {
+        *out = idem_problem(PROB_VALIDATION, "policy_id", "no provider policy '%s'%s", j->policy_id,
+                            j->policy_version ? " at that version" : "");
+        return -1;
     }
-    j->policy_version = pol.version;
-    if (pol.policy->timezone[0] &&
-        tzdb_zone(pol.policy->timezone, j->end_ms, &tz, tzerr, sizeof tzerr) != 0) {
-        *body = idem_problem(PROB_VALIDATION, "policy_id", "policy time zone: %s", tzerr);
-        goto out;
+    j->policy_version = pol->version;
+    if (pol->policy->timezone[0] &&
+        tzdb_zone(pol->policy->timezone, j->end_ms, &tz, tzerr, sizeof tzerr) != 0) {
+        *out = idem_problem(PROB_VALIDATION, "policy_id", "policy time zone: %s", tzerr);
+        return -1;
     }
     res = malloc(sizeof *res);
     if (!res) {
-        rc = DB_FAILED;
-        goto out;
+        *out = idem_problem(PROB_INTERNAL, NULL, "out of memory");
+        return -1;
     }
     {
         pricing_usage u = {j->tenant,       j->device, j->device_class,       j->count,
                            j->profile_name, j->mcu,    j->wall_ms * j->count, j->start_ms,
                            j->end_ms,       j->region};
-        pricing_input in = {pol.policy, plat.policy, pol.policy->timezone[0] ? &tz : NULL,
-                            &u,         &state,      util};
+        pricing_input in = {pol->policy, plat->policy, pol->policy->timezone[0] ? &tz : NULL,
+                            &u,          state,        util};
         if (pricing_rate(&in, res, &err) != PRICING_OK) {
-            *body = rating_problem(&err, j);
-            rc = DB_OK;
-            goto out;
+            *out = rating_problem(&err, j);
+            free(res);
+            return -1;
         }
     }
-    rc = sign_and_store(db, j, quote_document(j, &pol, &plat, res, util), body);
-    if (rc == DB_OK)
-        *status = 201;
-    else if (rc == 1)
-        rc = DB_OK; /* *status stays 422 */
-out:
+    rc = quote_document(j, pol, plat, res, util);
     free(res);
+    if (rc != 0)
+        *out = idem_problem(PROB_INTERNAL, NULL, "out of memory");
+    return rc;
+}
+
+/* Sign j->canon and fill the job's row. 0, or -1 out of memory. */
+static int quote_sign(struct quote_job *j)
+{
+    unsigned char sig[crypto_sign_BYTES];
+    size_t dl = strlen(QUOTE_DOMAIN);
+    unsigned char *msg = malloc(dl + j->canon_len);
+
+    if (!msg)
+        return -1;
+    memcpy(msg, QUOTE_DOMAIN, dl);
+    memcpy(msg + dl, j->canon, j->canon_len);
+    crypto_sign_detached(sig, NULL, msg, dl + j->canon_len, j->key->sk);
+    free(msg);
+    sodium_bin2hex(j->sighex, sizeof j->sighex, sig, sizeof sig);
+    j->row = (qw_row){.id = j->id,
+                      .tenant = j->tenant,
+                      .policy_id = j->policy_id,
+                      .currency = j->currency,
+                      .document = j->canon,
+                      .kid = j->key->kid,
+                      .signature = j->sighex,
+                      .expires_at = j->expires_at,
+                      .policy_version = j->policy_version,
+                      .total_micros = j->total};
+    return 0;
+}
+
+/* The response body: the canonical document with its "signature" member
+ * appended (caller frees; NULL out of memory). */
+static char *quote_body(const struct quote_job *j, size_t *len)
+{
+    jsonw w;
+
+    jw_init(&w);
+    jw_raw(&w, j->canon, j->canon_len - 1); /* without the closing brace */
+    w.comma = 1;
+    jw_key(&w, "signature");
+    jw_open(&w);
+    jw_key(&w, "alg");
+    jw_str(&w, "Ed25519");
+    jw_key(&w, "kid");
+    jw_str(&w, j->key->kid);
+    jw_key(&w, "signed");
+    jw_str(&w, "tally-quote-v1\\n || canonical JSON");
+    jw_key(&w, "value");
+    jw_str(&w, j->sighex);
+    jw_close(&w);
+    jw_close(&w); /* the document's own closing brace */
+    return jw_take(&w, len);
+}
+
+static void quote_query(struct quote_job *j, pstore_quote_query *q)
+{
+    timefmt_period(j->start_ms, j->period);
+    *q = (pstore_quote_query){j->policy_id, j->policy_version, j->tenant,
+                              j->period,    j->device,         j->region};
+}
+
+/* The database path (a cache miss, or an Idempotency-Key): read the inputs,
+ * rate, sign and insert the row, inside the idempotent write. */
+static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
+{
+    struct quote_job *j = arg;
+    pstore_version pol = {0}, plat = {0};
+    pricing_state state;
+    pstore_quote_query q;
+    long long util = -1;
+    qw_row *row = &j->row;
+    char *text;
+    int rc;
+
+    quote_query(j, &q);
+    rc = pstore_load_quote_inputs(db, &q, &pol, &plat, &state, &util);
+    *status = 422;
+    if (rc < 0)
+        goto out;
+    rc = DB_OK;
+    if (!pol.ref) {
+        *body = idem_problem(PROB_VALIDATION, "policy_id", "no provider policy '%s'%s",
+                             j->policy_id, j->policy_version ? " at that version" : "");
+        goto out;
+    }
+    if (quote_rate(j, &pol, &plat, &state, util, body) != 0)
+        goto out;
+    if (quote_sign(j) != 0) {
+        rc = DB_FAILED;
+        goto out;
+    }
+    if ((rc = qw_insert(db, &row, 1)) != DB_OK)
+        goto out;
+    if (row->status == QW_NO_TENANT) {
+        *body = idem_problem(PROB_VALIDATION, "tenant", "no account '%s'", j->tenant);
+    } else if (row->status != DB_OK) {
+        rc = row->status;
+    } else if ((text = quote_body(j, NULL)) != NULL) {
+        *status = 201;
+        *body = json_loads(text, 0, NULL);
+        free(text);
+        rc = *body ? DB_OK : DB_FAILED;
+    } else {
+        rc = DB_FAILED;
+    }
+out:
     pstore_release(&pol);
     pstore_release(&plat);
-    return rc < 0 ? rc : DB_OK;
+    return rc;
+}
+
+/* ---- the cached path: rate and sign on the loop, group insert ------------------- */
+
+static void quote_stored(qw_row *row)
+{
+    struct quote_job *j = row->arg;
+    http_ctx *c = j->c;
+    jsonw w;
+
+    if (row->status == DB_OK) {
+        jw_init(&w);
+        w.p = quote_body(j, &w.len);
+        w.failed = !w.p;
+        mreq_reply_jw(c, 201, &w);
+    } else if (row->status == QW_NO_TENANT) {
+        http_reply_problemf(c, PROB_VALIDATION, "tenant", "no account '%s'", j->tenant);
+    } else if (row->status == DB_FAILED) {
+        http_reply_problem(c, PROB_INTERNAL, "a database statement failed unexpectedly", NULL);
+    } else {
+        http_reply_problem(c, PROB_DB_UNAVAILABLE,
+                           "the database is unreachable or overloaded; retry shortly", NULL);
+    }
+    quote_job_free(j);
+}
+
+/* Rate and sign j with cached inputs (released here), then store it. */
+static void quote_from_cache(http_ctx *c, struct quote_job *j, pstore_quote_inputs *in)
+{
+    json_t *problem;
+    int rc = quote_rate(j, &in->pol, &in->plat, &in->state, in->util, &problem);
+
+    pstore_inputs_release(in);
+    if (rc != 0) {
+        json_object_set_new(problem, "instance", json_string(http_path(c)));
+        http_reply_problem_body(c, 422, problem);
+        quote_job_free(j);
+        return;
+    }
+    if (quote_sign(j) != 0) {
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        quote_job_free(j);
+        return;
+    }
+    j->c = c;
+    j->row.done = quote_stored;
+    j->row.arg = j;
+    if (qw_submit(http_server(c)->pool, http_event_base(c), &j->row) != 0) {
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        quote_job_free(j);
+    }
 }
 
 /* Measure the workload with the cached catalog: CU and wall time. */
@@ -383,10 +443,19 @@ void h_quotes_create(http_ctx *c)
     snprintf(j->device, sizeof j->device, "%s", w.device);
     snprintf(j->region, sizeof j->region, "%s", region ? region : "");
     snprintf(j->profile_name, sizeof j->profile_name, "%s", cu_class_name(w.profile.cls));
-    j->profile = mreq_profile_json(&w.profile);
+    j->profile = w.profile;
     j->policy_version = (int)version;
     j->valid_for_s = valid;
     j->key = http_server(c)->signing;
+    if (!http_header(c, "Idempotency-Key")) {
+        pstore_quote_inputs in;
+        pstore_quote_query q;
+        quote_query(j, &q);
+        if (pstore_inputs_get(&q, &in)) {
+            quote_from_cache(c, j, &in);
+            return;
+        }
+    }
     idem_write_submit_autocommit(c, op_quote, j, quote_job_free);
 }
 

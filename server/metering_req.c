@@ -7,6 +7,7 @@
 #include "validate.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int profile_from_object(http_ctx *c, json_t *o, cu_profile *out)
@@ -110,6 +111,58 @@ json_t *mreq_rate_json(const cu_rate *r)
                      "count", (json_int_t)r->count, "mcu_per_device_hour",
                      (json_int_t)r->rate_mcu_per_hour, "mcu_per_hour",
                      (json_int_t)r->total_mcu_per_hour);
+}
+
+void mreq_profile_jw(jsonw *w, const cu_profile *p)
+{
+    jw_open(w);
+    jw_key(w, "class");
+    jw_str(w, cu_class_name(p->cls));
+    jw_key(w, "precision");
+    jw_str(w, cat_precision_name(p->precision));
+    jw_key(w, "intensity_milli");
+    jw_int(w, p->intensity_milli);
+    jw_close(w);
+}
+
+void mreq_rate_jw(jsonw *w, const cu_rate *r)
+{
+    jw_open(w);
+    jw_key(w, "device");
+    jw_str(w, cat_device_id(r->device));
+    jw_key(w, "precision_used");
+    jw_str(w, cat_precision_name(r->precision));
+    jw_key(w, "peak_gflops");
+    jw_int(w, r->peak_gflops);
+    jw_key(w, "memory_roof_mflops");
+    jw_int(w, r->mem_roof_mflops);
+    jw_key(w, "roof_mflops");
+    jw_int(w, r->roof_mflops);
+    jw_key(w, "memory_bound");
+    jw_bool(w, r->memory_bound);
+    jw_key(w, "efficiency_ppm");
+    jw_int(w, r->eff_ppm);
+    jw_key(w, "count");
+    jw_int(w, r->count);
+    jw_key(w, "mcu_per_device_hour");
+    jw_int(w, r->rate_mcu_per_hour);
+    jw_key(w, "mcu_per_hour");
+    jw_int(w, r->total_mcu_per_hour);
+    jw_close(w);
+}
+
+void mreq_reply_jw(http_ctx *c, int status, jsonw *w)
+{
+    size_t len;
+    char *text = jw_take(w, &len);
+
+    if (!text) {
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    http_set_header(c, "Cache-Control", "no-store");
+    http_reply_raw(c, status, "application/json", text, len);
+    free(text);
 }
 
 void mreq_reply_cu_error(http_ctx *c, const cu_error *err, const char *default_field)

@@ -12,6 +12,7 @@
 
 #include "cu.h"
 #include "http.h"
+#include "jsonw.h"
 
 #include <jansson.h>
 
@@ -27,6 +28,11 @@ int mreq_workload(http_ctx *c, json_t *body, workload_req *out);
 json_t *mreq_profile_json(const cu_profile *p);
 /* mreq_rate_json - the rate a computation used (new reference). */
 json_t *mreq_rate_json(const cu_rate *r);
+/* The same two as text, for hot paths (keys in the order shown above). */
+void mreq_profile_jw(jsonw *w, const cu_profile *p);
+void mreq_rate_jw(jsonw *w, const cu_rate *r);
+/* mreq_reply_jw - reply status with w's text as application/json (w is reset). */
+void mreq_reply_jw(http_ctx *c, int status, jsonw *w);
 /* mreq_reply_cu_error - a 422 problem for a metering error (field named). */
 void mreq_reply_cu_error(http_ctx *c, const cu_error *err, const char *default_field);
 /* mreq_decimal_mcu - milli-units as an exact decimal string ("12.345"). */

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PSTORE_CACHE_MAX 128
 
@@ -22,6 +23,8 @@ struct pstore_ref {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct pstore_ref *head;
 static int cached;
+
+static void inputs_clear_locked(void);
 
 static void ref_drop_locked(struct pstore_ref *r)
 {
@@ -92,7 +95,138 @@ void pstore_release(pstore_version *v)
 void pstore_cache_free(void)
 {
     pthread_mutex_lock(&mu);
+    inputs_clear_locked();
     evict_all_locked();
+    pthread_mutex_unlock(&mu);
+}
+
+/* ---- the quote-inputs cache (see pricing_store.h for the staleness rule) ---------- */
+
+#define INPUTS_BUCKETS 1024
+#define INPUTS_MAX 4096
+
+struct inputs_entry {
+    char key[256];
+    unsigned gen;           /* the invalidation generation it was read under */
+    long long read_ms;      /* monotonic time the database read started */
+    pstore_quote_inputs in; /* holds one reference on each version */
+    struct inputs_entry *next;
+};
+
+static struct inputs_entry *inputs[INPUTS_BUCKETS];
+static int n_inputs;
+static unsigned inputs_gen;
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static unsigned inputs_key(const pstore_quote_query *q, char *key, size_t len)
+{
+    unsigned h = 2166136261u;
+
+    snprintf(key, len, "%s|%d|%s|%s|%s|%s", q->policy_id, q->version, q->tenant, q->period,
+             q->device, q->region ? q->region : "");
+    for (const char *s = key; *s; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return h % INPUTS_BUCKETS;
+}
+
+static void version_hold_locked(const pstore_version *from, pstore_version *to)
+{
+    *to = *from;
+    if (to->ref)
+        to->ref->refs++;
+}
+
+static void entry_free_locked(struct inputs_entry *e)
+{
+    ref_drop_locked(e->in.pol.ref);
+    if (e->in.plat.ref)
+        ref_drop_locked(e->in.plat.ref);
+    free(e);
+}
+
+static void inputs_clear_locked(void)
+{
+    for (int b = 0; b < INPUTS_BUCKETS; b++)
+        while (inputs[b]) {
+            struct inputs_entry *n = inputs[b]->next;
+            entry_free_locked(inputs[b]);
+            inputs[b] = n;
+        }
+    n_inputs = 0;
+}
+
+int pstore_inputs_get(const pstore_quote_query *q, pstore_quote_inputs *out)
+{
+    char key[256];
+    unsigned b = inputs_key(q, key, sizeof key);
+    long long now = mono_ms();
+    int found = 0;
+
+    pthread_mutex_lock(&mu);
+    for (struct inputs_entry *e = inputs[b]; e; e = e->next)
+        if (!strcmp(e->key, key)) {
+            if (e->gen == inputs_gen && now - e->read_ms < PSTORE_INPUTS_TTL_MS) {
+                version_hold_locked(&e->in.pol, &out->pol);
+                version_hold_locked(&e->in.plat, &out->plat);
+                out->state = e->in.state;
+                out->util = e->in.util;
+                found = 1;
+            }
+            break;
+        }
+    pthread_mutex_unlock(&mu);
+    return found;
+}
+
+void pstore_inputs_release(pstore_quote_inputs *in)
+{
+    pstore_release(&in->pol);
+    pstore_release(&in->plat);
+}
+
+void pstore_inputs_invalidate(void)
+{
+    pthread_mutex_lock(&mu);
+    inputs_gen++;
+    pthread_mutex_unlock(&mu);
+}
+
+/* Remember what was read for q (started at read_ms under generation gen). */
+static void inputs_put(const pstore_quote_query *q, unsigned gen, long long read_ms,
+                       const pstore_quote_inputs *in)
+{
+    struct inputs_entry *e = calloc(1, sizeof *e), **pp;
+    unsigned b;
+
+    if (!e)
+        return; /* only a cache */
+    b = inputs_key(q, e->key, sizeof e->key);
+    e->gen = gen;
+    e->read_ms = read_ms;
+    pthread_mutex_lock(&mu);
+    for (pp = &inputs[b]; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->key, e->key)) {
+            struct inputs_entry *old = *pp;
+            *pp = old->next;
+            entry_free_locked(old);
+            n_inputs--;
+            break;
+        }
+    if (n_inputs >= INPUTS_MAX)
+        inputs_clear_locked();
+    version_hold_locked(&in->pol, &e->in.pol);
+    version_hold_locked(&in->plat, &e->in.plat);
+    e->in.state = in->state;
+    e->in.util = in->util;
+    e->next = inputs[b];
+    inputs[b] = e;
+    n_inputs++;
     pthread_mutex_unlock(&mu);
 }
 
@@ -153,6 +287,12 @@ int pstore_load_quote_inputs(db_conn *db, const pstore_quote_query *q, pstore_ve
     PGresult *r;
     int rc = 0;
 
+    long long read_ms = mono_ms();
+    unsigned gen;
+
+    pthread_mutex_lock(&mu);
+    gen = inputs_gen; /* a change committed after this read must not be cached as current */
+    pthread_mutex_unlock(&mu);
     memset(pol, 0, sizeof *pol);
     memset(plat, 0, sizeof *plat);
     memset(state, 0, sizeof *state);
@@ -180,6 +320,9 @@ int pstore_load_quote_inputs(db_conn *db, const pstore_quote_query *q, pstore_ve
     if (rc < 0) {
         pstore_release(pol);
         pstore_release(plat);
+    } else if (rc == 1) {
+        pstore_quote_inputs in = {*pol, *plat, *state, *util};
+        inputs_put(q, gen, read_ms, &in);
     }
     return rc;
 }

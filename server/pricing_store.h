@@ -49,10 +49,39 @@ typedef struct pstore_quote_query {
  * pstore_load_quote_inputs - the policy version (returns 1, or 0 when there is
  * none), the platform policy (plat->ref NULL when none), the tenant's period
  * state (zero when none) and the utilisation (-1 when unknown). Release both
- * versions with pstore_release.
+ * versions with pstore_release. A found set also becomes the cached snapshot
+ * for q (see pstore_inputs_get).
  */
 int pstore_load_quote_inputs(db_conn *db, const pstore_quote_query *q, pstore_version *pol,
                              pstore_version *plat, pricing_state *state, long long *util);
+
+/*
+ * The quote-inputs cache: a snapshot of everything pstore_load_quote_inputs
+ * read for one query (policy version, platform policy, period state,
+ * utilisation), so a quote can be rated and signed on its event loop without
+ * a database round trip.
+ *
+ * Staleness rule: a snapshot is served for at most PSTORE_INPUTS_TTL_MS after
+ * it was read, and never after pstore_inputs_invalidate(), which whoever
+ * commits a change to any input in this process calls right after the commit
+ * (new policy or version, utilisation report, period state written by
+ * charging). A change committed through another process is therefore seen
+ * within PSTORE_INPUTS_TTL_MS. Pinned versions are immutable and never stale.
+ */
+#define PSTORE_INPUTS_TTL_MS 1000
+
+typedef struct pstore_quote_inputs {
+    pstore_version pol, plat; /* plat.ref NULL when there is no platform policy */
+    pricing_state state;
+    long long util; /* -1 when unknown */
+} pstore_quote_inputs;
+
+/* pstore_inputs_get - (any thread) a fresh snapshot for q: 1 (release it with
+ * pstore_inputs_release) or 0 when none is cached. */
+int pstore_inputs_get(const pstore_quote_query *q, pstore_quote_inputs *out);
+void pstore_inputs_release(pstore_quote_inputs *in);
+/* pstore_inputs_invalidate - (any thread) forget every snapshot taken so far. */
+void pstore_inputs_invalidate(void);
 
 /* Period state (all zero when absent) and live utilisation (-1 when unknown). */
 int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, int version,
