@@ -26,9 +26,9 @@
 #define NREGIONS 32
 #define MAX_ROUNDS 15
 
-static volatile int64_t sink;
+static volatile uint64_t sink; /* unsigned: sums wrap, by design */
 static char region_names[NREGIONS][16];
-static char (*offer_ids)[16];
+static char (*offer_ids)[32];
 
 static double now_s(void)
 {
@@ -117,7 +117,7 @@ static double rate_place(const sched_latency *lat, const sched_offer *o, size_t 
     do {
         j.data_region = regions[k % 4];
         if (sched_place(&in, &r, NULL, 0) == 0 && r.n_ranked > 0)
-            sink += r.ranked[0].score_micro;
+            sink += (uint64_t)r.ranked[0].score_micro;
         k++;
     } while ((t = now_s() - t0) < secs);
     sched_result_free(&r);
@@ -142,7 +142,7 @@ static double rate_qsort(size_t n, double secs, uint64_t *seed)
         for (size_t i = 0; i < n; i++)
             v[i] = (int64_t)(rnd(seed) >> 1);
         qsort(v, n, sizeof *v, cmp_i64);
-        sink += v[0];
+        sink += (uint64_t)v[0];
         k++;
     } while ((t = now_s() - t0) < secs);
     free(v);
