@@ -158,7 +158,7 @@ CREATE TABLE usage_records (
     accepted_at    timestamptz NOT NULL DEFAULT now(),
     UNIQUE (provider_id, record_id)
 );
-CREATE INDEX usage_records_order ON usage_records (order_id, start_ms);
+CREATE INDEX usage_records_order ON usage_records (order_id, end_ms);
 CREATE UNIQUE INDEX usage_records_reverses ON usage_records (provider_id, reverses)
     WHERE reverses IS NOT NULL;
 

@@ -200,10 +200,13 @@ static const char sql_orders[] =
     "(o.profile ->> 'intensity_milli')::bigint, f.region "
     "FROM orders o JOIN offers f ON f.id = o.offer_id "
     "WHERE o.id = ANY($1::text[]) AND o.provider_id = $2 ORDER BY o.id FOR UPDATE OF o";
+/* Only the accepted intervals that can meet the batch's: ending after its earliest start and
+ * starting before its latest end (indexed by order and end). */
 static const char sql_spans[] =
     "SELECT u.order_id, u.device_id, u.start_ms, u.end_ms FROM usage_records u "
-    "WHERE u.order_id = ANY($1::text[]) AND u.reverses IS NULL AND NOT EXISTS (SELECT 1 FROM "
-    "usage_records v WHERE v.provider_id = u.provider_id AND v.reverses = u.record_id)";
+    "WHERE u.order_id = ANY($1::text[]) AND u.end_ms > $2::bigint AND u.start_ms < $3::bigint "
+    "AND u.reverses IS NULL AND NOT EXISTS (SELECT 1 FROM usage_records v WHERE v.provider_id = "
+    "u.provider_id AND v.reverses = u.record_id)";
 
 static uorder *find_order(ubatch *b, const char *id)
 {
@@ -244,8 +247,21 @@ static int add_span(uorder *o, int64_t s, int64_t e)
 
 static int load_spans(ubatch *b, const char *arr)
 {
-    const char *p[] = {arr};
-    PGresult *r = db_exec(b->db, sql_spans, 1, p);
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    char los[24], his[24];
+    const char *p[] = {arr, los, his};
+    PGresult *r;
+
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].reason == USAGE_OK) {
+            lo = b->items[i].rec.start_ms < lo ? b->items[i].rec.start_ms : lo;
+            hi = b->items[i].rec.end_ms > hi ? b->items[i].rec.end_ms : hi;
+        }
+    if (lo > hi)
+        return DB_OK; /* nothing to check */
+    snprintf(los, sizeof los, "%lld", (long long)lo);
+    snprintf(his, sizeof his, "%lld", (long long)hi);
+    r = db_exec(b->db, sql_spans, 3, p);
 
     if (!r)
         return db_last_status(b->db);
