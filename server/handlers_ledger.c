@@ -10,7 +10,9 @@
  */
 #include "handlers.h"
 #include "ids.h"
+#include "idem_write.h"
 #include "idempotency.h"
+#include "ledger_maint.h"
 #include "ledger_svc.h"
 #include "paging.h"
 #include "money.h"
@@ -513,6 +515,18 @@ static const char sql_txn_list[] =
     "$5) "
     "AND ($6::text IS NULL OR t.id > $6) ORDER BY t.id LIMIT $7::integer";
 
+/* With an account filter: walk ledger_entries_account (account, txn) in
+ * cursor order and join each transaction, instead of probing every one. */
+static const char sql_txn_list_account[] =
+    "SELECT " LEDGER_TXN_COLS " FROM (SELECT DISTINCT e.txn_id FROM ledger_entries e "
+    "WHERE e.account_id = $2 AND e.txn_id > coalesce($6::text, '') ORDER BY e.txn_id) x "
+    "JOIN ledger_transactions t ON t.id = x.txn_id WHERE "
+    "($1::text IS NULL OR EXISTS (SELECT 1 FROM ledger_entries e JOIN ledger_accounts a "
+    "ON a.id = e.account_id WHERE e.txn_id = t.id AND a.owner_id = $1)) "
+    "AND ($3::text IS NULL OR t.kind = $3) "
+    "AND ($4::bigint IS NULL OR t.inserted_us >= $4) AND ($5::bigint IS NULL OR t.inserted_us < "
+    "$5) ORDER BY x.txn_id LIMIT $7::integer";
+
 static int op_txn_list(db_conn *db, read_job *j)
 {
     char from[24], to[24], lim[16];
@@ -529,7 +543,7 @@ static int op_txn_list(db_conn *db, read_job *j)
     p[4] = j->has_to ? to : NULL;
     p[5] = nz(j->after);
     p[6] = lim;
-    if (!(r = db_exec(db, sql_txn_list, 7, p)))
+    if (!(r = db_exec(db, j->account[0] ? sql_txn_list_account : sql_txn_list, 7, p)))
         return db_last_status(db);
     j->out = paging_build(r, j->limit, txn_page_row, NULL);
     PQclear(r);
@@ -760,6 +774,25 @@ void h_ledger_balance(http_ctx *c)
 
 static const char sql_keys[] = "SELECT kid, encode(public_key, 'hex'), valid_from, valid_until "
                                "FROM ledger_keys ORDER BY valid_from, kid";
+static const char sql_keys_one[] = "SELECT kid, encode(public_key, 'hex'), valid_from, "
+                                   "valid_until FROM ledger_keys WHERE kid = $1";
+
+/* One key with its validity; "retired" once valid_until is set. */
+static json_t *key_json(PGresult *r, int i)
+{
+    char from[40], until[40];
+    bool open = PQgetisnull(r, i, 3);
+
+    ledger_time_fmt(strtoll(PQgetvalue(r, i, 2), NULL, 10), from, sizeof from);
+    if (!open)
+        ledger_time_fmt(strtoll(PQgetvalue(r, i, 3), NULL, 10), until, sizeof until);
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o,s:s}", "kid", PQgetvalue(r, i, 0), "alg",
+                     "Ed25519", "public_key", PQgetvalue(r, i, 1), "valid_from", from,
+                     "valid_from_us", (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10),
+                     "valid_until", open ? json_null() : json_string(until), "valid_until_us",
+                     open ? json_null() : json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10)),
+                     "status", open ? "active" : "retired");
+}
 
 static int op_keys(db_conn *db, read_job *j)
 {
@@ -770,20 +803,8 @@ static int op_keys(db_conn *db, read_job *j)
         json_decref(data);
         return db_last_status(db);
     }
-    for (int i = 0; i < PQntuples(r); i++) {
-        char from[40], until[40];
-        ledger_time_fmt(strtoll(PQgetvalue(r, i, 2), NULL, 10), from, sizeof from);
-        if (!PQgetisnull(r, i, 3))
-            ledger_time_fmt(strtoll(PQgetvalue(r, i, 3), NULL, 10), until, sizeof until);
-        json_array_append_new(
-            data,
-            json_pack("{s:s,s:s,s:s,s:s,s:I,s:o,s:o}", "kid", PQgetvalue(r, i, 0), "alg", "Ed25519",
-                      "public_key", PQgetvalue(r, i, 1), "valid_from", from, "valid_from_us",
-                      (json_int_t)strtoll(PQgetvalue(r, i, 2), NULL, 10), "valid_until",
-                      PQgetisnull(r, i, 3) ? json_null() : json_string(until), "valid_until_us",
-                      PQgetisnull(r, i, 3) ? json_null()
-                                           : json_integer(strtoll(PQgetvalue(r, i, 3), NULL, 10))));
-    }
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(data, key_json(r, i));
     PQclear(r);
     j->out = json_pack("{s:o}", "data", data);
     return 1;
@@ -1041,4 +1062,161 @@ void h_ledger_hold_get(http_ctx *c)
         return;
     snprintf(j->id, sizeof j->id, "%s", id);
     http_db(c, read_work, read_done, j, read_free);
+}
+
+/* ---- credit limits ------------------------------------------------------------ */
+
+#define LEDGER_CREDIT_LIMIT_MAX INT64_C(1000000000000000) /* 10^9 currency units */
+
+typedef struct limit_job {
+    char id[LEDGER_ACC_MAX];
+    int64_t limit;
+} limit_job;
+
+/* Only wallets may go below zero, and only down to their limit: holds accounts
+ * are escrow and the unchecked accounts take no balance lock at all. The
+ * UPDATE takes the same row lock as the writer's balance check, so a batch
+ * sees either the old or the new limit, never a mix; a limit below the
+ * wallet's current overdraft is refused, so no balance is ever below its
+ * limit. */
+static const char sql_limit_set[] =
+    "WITH u AS (UPDATE ledger_accounts SET credit_limit = $2::bigint WHERE id = $1 "
+    "AND purpose = 'wallet' AND balance >= -$2::bigint RETURNING id) "
+    "SELECT (SELECT count(*) FROM u), a.purpose, a.balance FROM (SELECT 1) one "
+    "LEFT JOIN ledger_accounts a ON a.id = $1";
+static const char sql_limit_get[] = "SELECT " ACCT_COLS " FROM ledger_accounts a WHERE a.id = $1";
+
+static int op_limit_set(db_conn *db, void *arg, int *status, json_t **body)
+{
+    limit_job *j = arg;
+    char lim[24];
+    const char *p[] = {j->id, lim};
+    PGresult *r;
+
+    snprintf(lim, sizeof lim, "%lld", (long long)j->limit);
+    if (!(r = db_exec(db, sql_limit_set, 2, p)))
+        return db_last_status(db);
+    if (PQgetisnull(r, 0, 1)) {
+        *status = 404;
+        *body = idem_problem(PROB_NOT_FOUND, NULL, "no ledger account '%s'", j->id);
+    } else if (strcmp(PQgetvalue(r, 0, 1), "wallet") != 0) {
+        *status = 409;
+        *body = idem_problem(PROB_CONFLICT, "credit_limit",
+                             "account '%s' is a %s account: only wallet accounts have a credit "
+                             "limit",
+                             j->id, PQgetvalue(r, 0, 1));
+    } else if (strcmp(PQgetvalue(r, 0, 0), "1") != 0) {
+        char bal[40];
+        money_format(strtoll(PQgetvalue(r, 0, 2), NULL, 10), bal, sizeof bal);
+        *status = 409;
+        *body = idem_problem(PROB_CONFLICT, "credit_limit",
+                             "wallet '%s' stands at %s: the limit cannot be lower than its "
+                             "current overdraft",
+                             j->id, bal);
+    }
+    PQclear(r);
+    if (*body)
+        return DB_OK;
+    if (!(r = db_exec(db, sql_limit_get, 1, p)))
+        return db_last_status(db);
+    *body = acct_json(r, 0);
+    *status = 200;
+    PQclear(r);
+    return DB_OK;
+}
+
+void h_ledger_credit_limit(http_ctx *c)
+{
+    static const char *const fields[] = {"credit_limit", NULL};
+    json_t *body = http_body(c), *v;
+    const char *id;
+    limit_job *j;
+    int64_t lim;
+    money_status st;
+
+    if (val_path_id(c, "id", "la", &id) || need_body(c, body) || val_known_fields(c, body, fields))
+        return;
+    v = json_object_get(body, "credit_limit");
+    if (!json_is_string(v)) {
+        http_reply_problem(c, PROB_VALIDATION,
+                           "'credit_limit' is required: a decimal string in the account's "
+                           "currency units, e.g. \"250.00\" (\"0\" = no overdraft)",
+                           "credit_limit");
+        return;
+    }
+    if ((st = money_parse(json_string_value(v), &lim)) != MONEY_OK) {
+        http_reply_problemf(c, PROB_VALIDATION, "credit_limit", "'credit_limit': %s",
+                            money_status_message(st));
+        return;
+    }
+    if (lim < 0 || lim > LEDGER_CREDIT_LIMIT_MAX) {
+        http_reply_problem(c, PROB_VALIDATION,
+                           "'credit_limit' must be between 0 and 1000000000 currency units",
+                           "credit_limit");
+        return;
+    }
+    if (!(j = calloc(1, sizeof *j))) {
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    snprintf(j->id, sizeof j->id, "%s", id);
+    j->limit = lim;
+    idem_write_submit(c, op_limit_set, j, free);
+}
+
+/* ---- key retirement ------------------------------------------------------------ */
+
+typedef struct retire_job {
+    char kid[LEDGER_KID_MAX + 1];
+} retire_job;
+
+static int op_key_retire(db_conn *db, void *arg, int *status, json_t **body)
+{
+    retire_job *j = arg;
+    const char *p[] = {j->kid};
+    PGresult *r;
+    int rc = ledger_retire_key(db, j->kid);
+    bool found = rc != LEDGER_RETIRE_UNKNOWN, retired = rc == LEDGER_RETIRE_DONE;
+
+    if (rc < 0)
+        return rc;
+    if (!found) {
+        *status = 404;
+        *body = idem_problem(PROB_NOT_FOUND, NULL, "no ledger key '%s'", j->kid);
+        return DB_OK;
+    }
+    if (!retired) {
+        *status = 409;
+        *body = idem_problem(PROB_CONFLICT, NULL, "ledger key '%s' is already retired", j->kid);
+        return DB_OK;
+    }
+    if (!(r = db_exec(db, sql_keys_one, 1, p)))
+        return db_last_status(db);
+    *body = key_json(r, 0);
+    *status = 200;
+    PQclear(r);
+    return DB_OK;
+}
+
+void h_ledger_key_retire(http_ctx *c)
+{
+    const char *kid = http_param(c, "kid");
+    retire_job *j;
+
+    if (!kid || strlen(kid) != 19 || strncmp(kid, "sk_", 3) != 0 ||
+        strspn(kid + 3, "0123456789abcdef") != 16) {
+        http_reply_problem(c, PROB_VALIDATION, "'kid' must be a ledger key id (sk_ and 16 hex)",
+                           "kid");
+        return;
+    }
+    if (http_body(c) && json_object_size(http_body(c)) != 0) {
+        http_reply_problem(c, PROB_VALIDATION, "this request takes no body fields", NULL);
+        return;
+    }
+    if (!(j = calloc(1, sizeof *j))) {
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    snprintf(j->kid, sizeof j->kid, "%s", kid);
+    idem_write_submit(c, op_key_retire, j, free);
 }

@@ -18,5 +18,7 @@ void h_ledger_accounts_list(http_ctx *c);
 void h_ledger_balance(http_ctx *c);
 void h_ledger_keys(http_ctx *c);
 void h_ledger_checkpoints(http_ctx *c);
+void h_ledger_credit_limit(http_ctx *c);
+void h_ledger_key_retire(http_ctx *c);
 
 #endif

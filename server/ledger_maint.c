@@ -63,6 +63,25 @@ static const char sql_ck_insert[] =
     "'hex'), "
     "decode($6, 'hex'), $7, decode($8, 'hex'), decode($9, 'hex'))";
 
+static const char sql_key_valid[] = "SELECT valid_until FROM ledger_keys WHERE kid = $1";
+
+/* 1 when this process's key is not retired, 0 (logged) when it is, or a
+ * db_status. Runs under the checkpoint lock, which a retirement also takes. */
+static int key_usable(ledger_svc *ls, db_conn *db)
+{
+    const char *p[] = {ls->signer->kid};
+    PGresult *r = db_exec(db, sql_key_valid, 1, p);
+    int ok;
+
+    if (!r)
+        return db_last_status(db);
+    ok = PQntuples(r) == 1 && PQgetisnull(r, 0, 0);
+    PQclear(r);
+    if (!ok)
+        log_warn("ledger", "no checkpoint: signing key %s is retired", ls->signer->kid);
+    return ok;
+}
+
 int ledger_make_checkpoint(ledger_svc *ls, db_conn *db, int force)
 {
     PGresult *r = NULL;
@@ -125,6 +144,8 @@ int ledger_make_checkpoint(ledger_svc *ls, db_conn *db, int force)
     r = NULL;
     if (!force && last_heads && !strcmp(last_heads, heads_hex))
         goto out; /* nothing new since the last checkpoint */
+    if ((rc = key_usable(ls, db)) != 1)
+        goto out;
     if (ledger_checkpoint_make(&c, number, now, heads, (uint32_t)n, prev, ls->signer, NULL) !=
         LEDGER_OK) {
         rc = DB_FAILED;
@@ -153,5 +174,34 @@ out:
     free(last_heads);
     free(heads_hex);
     free(heads);
+    return rc;
+}
+
+static const char sql_heads_lock_all[] = "SELECT partition FROM ledger_heads ORDER BY partition "
+                                         "FOR UPDATE";
+static const char sql_key_retire[] =
+    "WITH k AS (SELECT kid FROM ledger_keys WHERE kid = $1), "
+    "u AS (UPDATE ledger_keys SET valid_until = (extract(epoch FROM clock_timestamp()) * "
+    "1000000)::bigint WHERE kid = $1 AND valid_until IS NULL RETURNING kid) "
+    "SELECT (SELECT count(*) FROM k), (SELECT count(*) FROM u)";
+
+int ledger_retire_key(db_conn *db, const char *kid)
+{
+    const char *p[] = {kid};
+    PGresult *r;
+    int rc;
+
+    if ((rc = db_command(db, sql_ck_lock, 0, NULL)) != DB_OK)
+        return rc;
+    if (!(r = db_exec(db, sql_heads_lock_all, 0, NULL)))
+        return db_last_status(db);
+    PQclear(r);
+    if (!(r = db_exec(db, sql_key_retire, 1, p)))
+        return db_last_status(db);
+    if (!strcmp(PQgetvalue(r, 0, 0), "0"))
+        rc = LEDGER_RETIRE_UNKNOWN;
+    else
+        rc = strcmp(PQgetvalue(r, 0, 1), "0") != 0 ? LEDGER_RETIRE_DONE : LEDGER_RETIRE_ALREADY;
+    PQclear(r);
     return rc;
 }

@@ -140,7 +140,13 @@ ledger_svc *ledger_svc_new(const char *conninfo, int db_timeout_ms, const signin
                            char *err, size_t errlen);
 /* ledger_svc_start_writer - start the group-commit writer threads. 0 or -1. */
 int ledger_svc_start_writer(ledger_svc *ls);
-/* ledger_svc_free - stop the writer (finishing queued ops), wipe the key, free. */
+/* ledger_svc_stop_writer - refuse new ops (ledger_submit returns -1), apply
+ * every op already queued, fire their completions (event_active on their
+ * loops, which must still exist: call this before freeing the loops' bases,
+ * then run each loop once to deliver them) and join the writer threads.
+ * Idempotent. */
+void ledger_svc_stop_writer(ledger_svc *ls);
+/* ledger_svc_free - stop the writer if still running, wipe the key, free. */
 void ledger_svc_free(ledger_svc *ls);
 
 /* ledger_setup - once per process, on any connection: grow the settings row

@@ -1622,6 +1622,32 @@ static void op_reset(ledger_op *op)
     op->txn_id[0] = '\0';
 }
 
+static const char sql_key_valid[] = "SELECT valid_until FROM ledger_keys WHERE kid = $1";
+
+/* Refuse to sign with a retired key. Runs after the head locks, in a new
+ * statement (a new snapshot): a retirement locks every head before it sets
+ * valid_until, so it either committed before this batch's head locks (and is
+ * seen here) or waits for this batch's COMMIT (and its valid_until is later
+ * than this batch's inserted_us). */
+static int check_key(batch *b)
+{
+    const char *p[] = {b->ls->signer->kid};
+    PGresult *r;
+    bool retired;
+
+    if (b->nheads == 0)
+        return DB_OK;
+    if (!(r = db_exec(b->db, sql_key_valid, 1, p)))
+        return db_last_status(b->db);
+    retired = PQntuples(r) != 1 || !PQgetisnull(r, 0, 0);
+    PQclear(r);
+    if (!retired)
+        return DB_OK;
+    log_error("ledger", "signing key %s is retired: restart tallyd with a new TALLY_SIGNING_KEY",
+              b->ls->signer->kid);
+    return DB_UNAVAILABLE;
+}
+
 static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
 {
     batch b;
@@ -1654,7 +1680,7 @@ static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
                     ops[i]->pre_detail);
         }
     if ((rc = lock_holds(&b)) != DB_OK || (rc = load_origs(&b)) != DB_OK ||
-        (rc = lock_accounts_and_heads(&b)) != DB_OK)
+        (rc = lock_accounts_and_heads(&b)) != DB_OK || (rc = check_key(&b)) != DB_OK)
         goto out;
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && !ops[i]->pre_status)
@@ -1884,23 +1910,30 @@ int ledger_submit(ledger_svc *ls, struct event_base *base, ledger_op *op)
     return 0;
 }
 
+void ledger_svc_stop_writer(ledger_svc *ls)
+{
+    ledger_writer *w = ls ? ls->writer : NULL;
+
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stopping = 1;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    for (int i = 0; i < w->nthreads; i++)
+        pthread_join(w->threads[i], NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w->threads);
+    free(w);
+    ls->writer = NULL;
+}
+
 void ledger_svc_free(ledger_svc *ls)
 {
     if (!ls)
         return;
-    if (ls->writer) {
-        ledger_writer *w = ls->writer;
-        pthread_mutex_lock(&w->mu);
-        w->stopping = 1;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-        for (int i = 0; i < w->nthreads; i++)
-            pthread_join(w->threads[i], NULL);
-        pthread_mutex_destroy(&w->mu);
-        pthread_cond_destroy(&w->cv);
-        free(w->threads);
-        free(w);
-    }
+    ledger_svc_stop_writer(ls);
     acache_free(ls->cache);
     if (ls->signer)
         sodium_free(ls->signer);

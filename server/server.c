@@ -8,6 +8,7 @@
  * and then stops the loops.
  */
 #include "janitor.h"
+#include "ledger_svc.h"
 #include "log.h"
 #include "market_cache.h"
 #include "market_failover.h"
@@ -265,6 +266,7 @@ int server_run(struct tally_server *srv)
     /* Finish queued database work while the loops' bases still exist. */
     db_pool_stop(srv->pool);
     srv->pool = NULL;
+    ledger_svc_stop_writer(srv->ledger); /* the same for ops queued in the ledger writer */
     /* Deliver the completions of work that finished during the drain. */
     event_base_loop(st.main_base, EVLOOP_NONBLOCK);
     for (int i = 0; i < started; i++)
