@@ -32,7 +32,7 @@
  * static_geo (the nearest region by the matrix, then the next nearest),
  * cost_only (cheapest total price), tally (sched_place: price + latency
  * term + risk term; the latency weight is per job, --weight-ppm (default
- * 3 000) of the job's reference cost per ms of latency; --slack-ppm K > 0
+ * 1 000) of the job's reference cost per ms of latency; --slack-ppm K > 0
  * adds the budget rule "at most K ppm over the cheapest feasible offer").
  */
 #include <getopt.h>
@@ -308,11 +308,26 @@ static int64_t total_devices(const sim *s)
     return n;
 }
 
+/* Device-weighted mean of (reference rate / provider rate) over the job mix
+ * (60 % llm-decode): how much longer than on the reference a job runs on an
+ * average device of the fleet. */
+static double slowdown(const sim *s, const int64_t ref_rate[2])
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < s->n_prov; i++) {
+        const provider *p = &s->prov[i];
+        sum += (double)p->devices * (0.6 * (double)ref_rate[0] / (double)p->rate[0] +
+                                     0.4 * (double)ref_rate[1] / (double)p->rate[1]);
+    }
+    return sum / (double)total_devices(s);
+}
+
 static int make_jobs(sim *s, uint64_t *rng, const int64_t ref_rate[2], int64_t *horizon)
 {
     static const int sizes[] = {1, 1, 2, 4, 8};
-    /* mean devices 3.2 x mean 1 h at 50 % of capacity -> arrival gap */
-    double gap_s = 3.2 * 3600.0 / (0.5 * (double)total_devices(s));
+    /* mean devices 3.2 x mean 1 h on the reference device x the fleet's mean
+     * slowdown against it, at 50 % of capacity -> arrival gap */
+    double gap_s = 3.2 * 3600.0 * slowdown(s, ref_rate) / (0.5 * (double)total_devices(s));
     int64_t t = 0;
     for (size_t i = 0; i < s->n_jobs; i++) {
         job *j = &s->jobs[i];
@@ -736,7 +751,7 @@ static int parse_opts(int argc, char **argv, place_opts *o)
                                          {0, 0, 0, 0}};
     char *end;
     int c;
-    *o = (place_opts){NULL, TALLY_DEFAULT_CATALOG, 2000, 1, 3000, 0};
+    *o = (place_opts){NULL, TALLY_DEFAULT_CATALOG, 2000, 1, 1000, 0};
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'l')
             o->latency = optarg;
