@@ -17,6 +17,7 @@
 #include "testhttp.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -341,4 +342,258 @@ Test(pricing_api, quote_idempotency)
     cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), "1");
     http_resp_free(&a);
     http_resp_free(&b);
+}
+
+/* The quote's Ed25519 signature over "tally-quote-v1\n" || its canonical JSON
+ * (the document without "signature", re-canonicalised by jansson) verifies
+ * with the service's public key. */
+static void assert_signed(const json_t *quote)
+{
+    json_t *doc = json_deep_copy(quote), *keyfile;
+    const char *sig = sv(json_object_get(quote, "signature"), "value");
+    unsigned char pk[32], sigb[64], *msg;
+    char *canon, path[600];
+    size_t n;
+
+    cr_assert_not_null(sig, "no signature");
+    json_object_del(doc, "signature");
+    canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    snprintf(path, sizeof path, "%s/signing.key", srv.dir);
+    keyfile = json_load_file(path, 0, NULL);
+    cr_assert_eq(sodium_hex2bin(pk, 32, sv(keyfile, "public_key"), 64, NULL, NULL, NULL), 0);
+    cr_assert_eq(sodium_hex2bin(sigb, 64, sig, 128, NULL, NULL, NULL), 0);
+    n = strlen(canon) + 15;
+    msg = malloc(n);
+    memcpy(msg, "tally-quote-v1\n", 15);
+    memcpy(msg + 15, canon, n - 15);
+    cr_assert_eq(crypto_sign_verify_detached(sigb, msg, n, pk), 0, "signature of %s", canon);
+    free(msg);
+    free(canon);
+    json_decref(keyfile);
+    json_decref(doc);
+}
+
+/* GET /v1/quotes/{id} as k: the status, and the stored total when found. */
+static long get_quote(const char *k, const char *id, char *total, size_t len)
+{
+    char path[128];
+    http_resp r;
+    long st;
+
+    snprintf(path, sizeof path, "/v1/quotes/%s", id);
+    r = http_request(&srv, "GET", path, k, NULL, NULL, 0);
+    st = r.status;
+    if (total)
+        snprintf(total, len, "%s", st == 200 ? sv(r.json, "total") : "");
+    http_resp_free(&r);
+    return st;
+}
+
+/* Quotes after the first are rated and signed from the cached inputs and
+ * stored by the group writer: each one is signed, readable right after its
+ * 201, and identical in price to the one rated from the database. */
+Test(pricing_api, cached_quotes_are_signed_and_stored_before_the_reply)
+{
+    char *pol = make_policies(), total[40];
+    for (int i = 0; i < 4; i++) {
+        http_resp r = quote(key(ten), pol, NULL);
+        cr_assert_eq(r.status, 201, "quote %d: %s", i, r.body);
+        cr_assert_str_eq(sv(r.json, "total"), "39.893664", "quote %d: %s", i, r.body);
+        assert_signed(r.json);
+        cr_assert_eq(get_quote(key(ten), sv(r.json, "id"), total, sizeof total), 200, "quote %d",
+                     i);
+        cr_assert_str_eq(total, "39.893664");
+        http_resp_free(&r);
+    }
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), "4");
+}
+
+struct burst {
+    const char *pol;
+    int ok;
+    char ids[8][48];
+};
+
+static void *quote_burst(void *arg)
+{
+    struct burst *b = arg;
+    for (int i = 0; i < 8; i++) {
+        http_resp r = quote(key(ten), b->pol, NULL);
+        if (r.status == 201 && sv(r.json, "id")) {
+            snprintf(b->ids[b->ok++], sizeof b->ids[0], "%s", sv(r.json, "id"));
+        }
+        http_resp_free(&r);
+    }
+    return NULL;
+}
+
+/* Concurrent quotes share multi-row INSERTs: every 201 is a stored row. */
+Test(pricing_api, concurrent_quotes_are_all_stored)
+{
+    char *pol = make_policies();
+    struct burst b[16];
+    pthread_t t[16];
+    http_resp r = quote(key(ten), pol, NULL); /* loads the inputs into the cache */
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+    memset(b, 0, sizeof b);
+    for (int i = 0; i < 16; i++) {
+        b[i].pol = pol;
+        cr_assert_eq(pthread_create(&t[i], NULL, quote_burst, &b[i]), 0);
+    }
+    for (int i = 0; i < 16; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < 16; i++) {
+        cr_assert_eq(b[i].ok, 8, "thread %d: %d of 8 quotes answered 201", i, b[i].ok);
+        cr_assert_eq(get_quote(key(ten), b[i].ids[i % 8], NULL, 0), 200);
+    }
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), "129");
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(DISTINCT id) FROM quotes"), "129");
+}
+
+/* A change committed through this process is used by the very next quote:
+ * a new utilisation report and a new policy version, each after a quote that
+ * cached the previous inputs. */
+Test(pricing_api, quote_inputs_follow_changes_at_once)
+{
+    static const char spot[] =
+        "{\"currency\":\"USD\",\"rules\":[{\"id\":\"s\",\"kind\":\"spot\",\"unit\":\"cu\","
+        "\"curve\":[{\"utilisation_ppm\":0,\"price\":\"0.001\"},{\"utilisation_ppm\":1000000,"
+        "\"price\":\"%s\"}],\"floor\":\"0.001\",\"cap\":\"0.005\"}]}";
+    char body[1024], doc[768], pol[48], path[128];
+    http_resp r;
+
+    snprintf(doc, sizeof doc, spot, "0.003");
+    snprintf(body, sizeof body, "{\"name\":\"spot\",\"document\":%s}", doc);
+    r = post("/v1/pricing/policies", key(prov), body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(pol, sizeof pol, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    r = post("/v1/pricing/utilisation", key(prov),
+             "{\"device\":\"nvidia-h100-sxm\",\"utilisation_ppm\":500000}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    for (int i = 0; i < 2; i++) { /* 11 397.888 CU x 0.002 */
+        r = quote(key(ten), pol, NULL);
+        cr_assert_str_eq(sv(r.json, "total"), "22.795776", "%s", r.body);
+        http_resp_free(&r);
+    }
+    r = post("/v1/pricing/utilisation", key(prov),
+             "{\"device\":\"nvidia-h100-sxm\",\"utilisation_ppm\":750000}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    r = quote(key(ten), pol, NULL); /* 0.001 + 0.75 x 0.002 = 0.0025 per CU: 28.494720 */
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "utilisation_ppm")), 750000, "%s",
+                 r.body);
+    cr_assert_str_eq(sv(r.json, "total"), "28.494720", "%s", r.body);
+    http_resp_free(&r);
+    /* version 2 tops the curve at 0.005: 0.001 + 0.75 x 0.004 = 0.004 per CU: 45.591552 */
+    snprintf(doc, sizeof doc, spot, "0.005");
+    snprintf(body, sizeof body, "{\"document\":%s}", doc);
+    snprintf(path, sizeof path, "/v1/pricing/policies/%s/versions", pol);
+    r = post(path, key(prov), body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+    r = quote(key(ten), pol, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(r.json, "policy"), "version")),
+                 2, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "total"), "45.591552", "%s", r.body);
+    http_resp_free(&r);
+}
+
+/* Issue 4's bad inputs, each a 4xx problem naming its field, none leaving a
+ * trace: unknown policy (and version), a window in the past, overflow (on the
+ * database path and again on the cached path), overlapping and gapped tiers,
+ * an unknown time zone, an out-of-range validity; an expired quote reads as
+ * expired. */
+Test(pricing_api, issue_bad_inputs_are_4xx_and_change_nothing)
+{
+    static const struct {
+        const char *doc, *field;
+    } bad_policies[] = {
+        {"{\"currency\":\"USD\",\"rules\":[{\"id\":\"t\",\"kind\":\"tiers\",\"unit\":\"cu\","
+         "\"mode\":\"graduated\",\"tiers\":[{\"from\":0,\"to\":20,\"price\":\"1\"},{\"from\":10,"
+         "\"price\":\"1\"}]}]}",
+         "document.rules[0].tiers[1].from"}, /* overlap */
+        {"{\"currency\":\"USD\",\"rules\":[{\"id\":\"t\",\"kind\":\"tiers\",\"unit\":\"cu\","
+         "\"mode\":\"volume\",\"tiers\":[{\"from\":0,\"to\":10,\"price\":\"1\"},{\"from\":20,"
+         "\"price\":\"1\"}]}]}",
+         "document.rules[0].tiers[1].from"}, /* gap */
+        {"{\"currency\":\"USD\",\"timezone\":\"Europe/Atlantis\",\"rules\":[{\"id\":\"w\","
+         "\"kind\":\"time_window\",\"windows\":[{\"name\":\"p\",\"days\":[\"mon\"],\"start\":"
+         "\"09:00\",\"end\":\"10:00\",\"multiplier_ppm\":1500000}]}]}",
+         "document.timezone"},
+    };
+    char *pol = make_policies(), body[2048], maxpol[48], expired[64], sql[512], total[40];
+    const char *count0;
+    http_resp r;
+
+    for (size_t i = 0; i < sizeof bad_policies / sizeof bad_policies[0]; i++) {
+        snprintf(body, sizeof body, "{\"name\":\"bad\",\"document\":%s}", bad_policies[i].doc);
+        r = post("/v1/pricing/policies", key(prov), body);
+        cr_assert_eq(r.status, 422, "policy %zu: %s", i, r.body);
+        cr_assert_str_eq(sv(r.json, "field"), bad_policies[i].field, "policy %zu: %s", i, r.body);
+        http_resp_free(&r);
+    }
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM pricing_policies"), "2");
+    /* one good quote, so the policy's inputs are cached for the cases below */
+    r = quote(key(ten), pol, NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(expired, sizeof expired, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    count0 = "1";
+    r = quote(key(ten), "pol_00000000000000000000000000", NULL);
+    cr_assert_eq(r.status, 422, "unknown policy: %s", r.body);
+    cr_assert_str_eq(sv(r.json, "field"), "policy_id");
+    http_resp_free(&r);
+    r = quote(key(ten), pol, ",\"policy_version\":99");
+    cr_assert_eq(r.status, 422, "unknown version: %s", r.body);
+    cr_assert_str_eq(sv(r.json, "field"), "policy_id");
+    http_resp_free(&r);
+    r = quote(key(ten), pol, ",\"valid_for_s\":30");
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "field"), "valid_for_s");
+    http_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"profile\":\"llm-train\","
+             "\"wall_ms\":60000,\"start\":\"2020-02-29T12:00:00Z\"}",
+             pol);
+    r = post("/v1/quotes", key(ten), body);
+    cr_assert_eq(r.status, 422, "window in the past: %s", r.body);
+    cr_assert_str_eq(sv(r.json, "field"), "start");
+    http_resp_free(&r);
+    /* overflow: 1 000 000 USD per CU for 40 days of 8 H100 is about 1.1e19 micro-USD */
+    r = post("/v1/pricing/policies", key(prov),
+             "{\"name\":\"max\",\"document\":{\"currency\":\"USD\",\"rules\":[{\"id\":\"b\","
+             "\"kind\":\"base\",\"per_cu\":\"1000000\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(maxpol, sizeof maxpol, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
+             "\"llm-train\",\"wall_ms\":3456000000}",
+             maxpol);
+    for (int i = 0; i < 2; i++) { /* database path, then cached inputs */
+        r = post("/v1/quotes", key(ten), body);
+        cr_assert_eq(r.status, 422, "overflow %d: %s", i, r.body);
+        cr_assert_str_eq(sv(r.json, "field"), "work_mcu");
+        cr_assert(strstr(sv(r.json, "detail"), "overflow"), "%s", r.body);
+        http_resp_free(&r);
+    }
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), count0);
+    /* an expired quote (its copy, expired a minute ago) reads as expired */
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO quotes (id, tenant_id, policy_id, policy_version, currency, total_micros, "
+        "document, kid, signature, expires_at) SELECT 'quo_7' || substr(id, 6), tenant_id, "
+        "policy_id, policy_version, currency, total_micros, document, kid, signature, "
+        "now() - interval '1 minute' FROM quotes WHERE id = '%s'",
+        expired);
+    cr_assert_not_null(testdb_exec(ci, sql), "%s", testdb_error());
+    snprintf(sql, sizeof sql, "/v1/quotes/quo_7%s", expired + 5);
+    r = http_request(&srv, "GET", sql, key(ten), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "expired")), "%s", r.body);
+    http_resp_free(&r);
+    cr_assert_eq(get_quote(key(ten), expired, total, sizeof total), 200);
 }
