@@ -39,6 +39,7 @@ static int stream_db(db_conn *db, emit_fn emit, void *arg, char *err, size_t err
 {
     PGresult *r;
     uint32_t parts = 0;
+    long long entries = 0;
 
     if (db_command(db, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL) != DB_OK)
         goto fail;
@@ -46,9 +47,14 @@ static int stream_db(db_conn *db, emit_fn emit, void *arg, char *err, size_t err
         goto fail;
     parts = (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
-    emit(
-        json_pack("{s:s,s:i,s:I}", "type", "header", "version", 1, "partitions", (json_int_t)parts),
-        arg);
+    /* every entry row, so the verifier can tell one without its transaction */
+    if (q(db, "SELECT count(*) FROM ledger_entries", &r))
+        goto fail;
+    entries = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    emit(json_pack("{s:s,s:i,s:I,s:I}", "type", "header", "version", 1, "partitions",
+                   (json_int_t)parts, "entries", (json_int_t)entries),
+         arg);
     if (q(db,
           "SELECT kid, encode(public_key, 'hex'), valid_from, valid_until FROM ledger_keys "
           "ORDER BY valid_from, kid",
@@ -210,6 +216,8 @@ typedef struct verifier {
     vcur curr[64];
     size_t ncurr;
     unsigned long long ntxns;
+    long long entries_stored;           /* rows in ledger_entries (-1: not in the stream) */
+    unsigned long long entries_in_txns; /* entries named by the transactions streamed */
     ledger_buf scratch;
 } verifier;
 
@@ -283,6 +291,7 @@ static void feed_txn(verifier *v, json_t *o)
         return;
     }
     v->ntxns++;
+    v->entries_in_txns += row.t.n_entries;
     p = row.t.partition;
     if (p >= v->partitions) {
         vfail(v, "transaction %s (partition %u, seq %llu): wrong_partition: no such partition",
@@ -375,7 +384,9 @@ static void feed(json_t *o, void *arg)
         return;
     }
     if (!strcmp(type, "header")) {
+        json_t *n = json_object_get(o, "entries"); /* absent in older exports */
         v->partitions = (uint32_t)json_integer_value(json_object_get(o, "partitions"));
+        v->entries_stored = json_is_integer(n) ? json_integer_value(n) : -1;
     } else if (!strcmp(type, "key")) {
         unsigned char pk[LEDGER_PK_BYTES];
         json_t *until = json_object_get(o, "valid_until_us");
@@ -707,6 +718,7 @@ int cli_ledger_verify(const char *conninfo, const char *file)
     int rc;
 
     memset(&v, 0, sizeof v);
+    v.entries_stored = -1;
     ledger_keyring_init(&v.ring);
     v.ckpts = json_array();
     if (file) {
@@ -723,6 +735,12 @@ int cli_ledger_verify(const char *conninfo, const char *file)
     }
     if (!v.cur)
         ensure_partitions(&v, v.partitions > v.nheads ? v.partitions : (uint32_t)v.nheads);
+    if (!v.failed && v.entries_stored >= 0 &&
+        (unsigned long long)v.entries_stored != v.entries_in_txns)
+        vfail(&v,
+              "orphan_entries: ledger_entries holds %lld rows but the transactions name %llu (an "
+              "entry without its transaction)",
+              v.entries_stored, v.entries_in_txns);
     if (!v.failed)
         check_balances(&v);
     if (!v.failed)

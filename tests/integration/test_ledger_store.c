@@ -11,6 +11,7 @@
  */
 #include "accounts.h"
 #include "assets.h"
+#include "cli_ledger.h"
 #include "db.h"
 #include "http.h"
 #include "ledger_svc.h"
@@ -485,4 +486,24 @@ Test(ledger_store, writer_groups_ops_and_stop_applies_every_queued_op)
     cr_assert_eq(ledger_submit(ls, base, op), -1);
     ledger_op_free(op);
     event_base_free(base);
+}
+
+/* With the foreign keys gone (0005), an entry row without its transaction could
+ * only come from outside the writer; verify must still catch it. */
+Test(ledger_store, verify_catches_an_entry_without_its_transaction)
+{
+    ledger_op *op = deposit(t1, USD(2));
+    char w[48], sql[512];
+
+    run(&op, 1);
+    ledger_op_free(op);
+    wallet_of(t1, w);
+    cr_assert_eq(cli_ledger_verify(ci, NULL), 0);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO ledger_entries (txn_id, idx, account_id, currency, amount, shard, "
+             "balance_before, balance_after, account_version, inserted_us) VALUES "
+             "('txn_01JBDHBTNEK1F51XYR0G6V2X6N', 0, '%s', 'USD', 1, -1, 0, 0, 1, 0)",
+             w);
+    q(sql);
+    cr_assert_eq(cli_ledger_verify(ci, NULL), 1, "an orphan entry went unnoticed");
 }
