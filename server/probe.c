@@ -348,15 +348,22 @@ static void ep_conn_cb(evutil_socket_t fd, short what, void *arg)
 static void start_probe(probe_engine *eng, probe_ep *ep)
 {
     struct timeval tv = {eng->cfg.timeout_ms / 1000, (eng->cfg.timeout_ms % 1000) * 1000};
-    int fd = socket(ep->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int fd;
 
+    pthread_mutex_lock(&eng->mu); /* set() may change the address from another thread */
+    addr = ep->addr;
+    addrlen = ep->addrlen;
+    pthread_mutex_unlock(&eng->mu);
+    fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     clock_gettime(CLOCK_MONOTONIC, &ep->t0);
     if (fd < 0) {
         finish_probe(eng, ep, 0, errno);
         return;
     }
     ep->fd = fd;
-    if (connect(fd, (struct sockaddr *)&ep->addr, ep->addrlen) == 0) {
+    if (connect(fd, (struct sockaddr *)&addr, addrlen) == 0) {
         finish_probe(eng, ep, 1, 0);
         return;
     }
