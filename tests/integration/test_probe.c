@@ -15,6 +15,7 @@
 #include <event2/thread.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,7 +35,7 @@ typedef struct {
 static struct event_base *base;
 static probe_engine *eng;
 static pthread_t loop_thread;
-static volatile int stopping; /* read by the ticker: a loopbreak sent before the
+static atomic_int stopping; /* read by the ticker: a loopbreak sent before the
                                  loop starts would be forgotten */
 static watch w = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
