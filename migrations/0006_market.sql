@@ -130,9 +130,9 @@ CREATE INDEX order_events_order ON order_events (order_id, id);
 -- a reversal record naming the record it reverses.
 CREATE TABLE usage_records (
     id             text PRIMARY KEY CHECK (id ~ '^use_[0-7][0-9A-HJKMNP-TV-Z]{25}$'),
-    provider_id    text NOT NULL REFERENCES accounts (id),
+    provider_id    text NOT NULL,
     record_id      text NOT NULL CHECK (length(record_id) BETWEEN 1 AND 128),
-    order_id       text NOT NULL REFERENCES orders (id),
+    order_id       text NOT NULL,
     device_id      text NOT NULL,
     count          integer NOT NULL CHECK (count >= 1),
     start_at       timestamptz NOT NULL,
@@ -148,7 +148,7 @@ CREATE TABLE usage_records (
     period         text NOT NULL CHECK (period ~ '^[0-9]{4}-[0-9]{2}$'),
     billed_period  text NOT NULL CHECK (billed_period ~ '^[0-9]{4}-[0-9]{2}$'),
     lines          jsonb NOT NULL,
-    key_id         text NOT NULL REFERENCES provider_keys (id),
+    key_id         text NOT NULL,
     signature      text NOT NULL CHECK (signature ~ '^[0-9a-f]{128}$'),
     canonical      text NOT NULL,
     record_hash    text NOT NULL CHECK (record_hash ~ '^[0-9a-f]{64}$'),

@@ -24,8 +24,13 @@ static const char sql_load[] =
     "WHERE s.state = 'pending' AND s.order_id IN (SELECT order_id FROM req) "
     "ORDER BY s.order_id, s.id LIMIT 64";
 
-static const char sql_posted[] = "UPDATE settlements SET state = 'posted', txn_id = $2, "
-                                 "updated_at = now() WHERE id = $1 AND state = 'pending'";
+/* Marking a settlement posted need not wait for the WAL flush: should the mark
+ * be lost in a crash, the janitor runs the settlement again and the ledger
+ * replays it (same transaction), so the mark is restored. */
+static const char sql_posted[] =
+    "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    "UPDATE settlements SET state = 'posted', txn_id = $2, updated_at = now() "
+    "FROM cfg WHERE id = $1 AND state = 'pending'";
 static const char sql_failed[] = "UPDATE settlements SET state = 'failed', problem = $2::jsonb, "
                                  "updated_at = now() WHERE id = $1 AND state = 'pending'";
 static const char sql_placed[] =

@@ -148,9 +148,11 @@ static void verify(ubatch *b, usage_item *it)
 
 /* ---- replays ---------------------------------------------------------------------------- */
 
+/* One index probe per record id (a plain "= ANY" would scan all of the provider's records). */
 static const char sql_existing[] =
-    "SELECT record_id, record_hash, id, mcu, amount_micros, fee_micros, currency, settlement_id "
-    "FROM usage_records WHERE provider_id = $1 AND record_id = ANY($2::text[])";
+    "SELECT u.record_id, u.record_hash, u.id, u.mcu, u.amount_micros, u.fee_micros, u.currency, "
+    "u.settlement_id FROM unnest($2::text[]) AS k(rid) CROSS JOIN LATERAL (SELECT * FROM "
+    "usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid) u";
 
 static int find_replays(ubatch *b)
 {
@@ -562,15 +564,21 @@ static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
 static const char sql_originals[] =
     "SELECT u.record_id, u.order_id, u.mcu, u.amount_micros, u.fee_micros, u.currency, "
     "u.device_ms, EXISTS (SELECT 1 FROM usage_records v WHERE v.provider_id = u.provider_id AND "
-    "v.reverses = u.record_id) FROM usage_records u WHERE u.provider_id = $1 AND u.record_id = "
-    "ANY($2::text[]) AND u.reverses IS NULL";
+    "v.reverses = u.record_id) FROM unnest($2::text[]) AS k(rid) CROSS JOIN LATERAL (SELECT * "
+    "FROM usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid) u "
+    "WHERE u.reverses IS NULL";
 
 static int reverse_all(ubatch *b)
 {
-    char *arr = text_array(b, get_reverses);
+    char *arr;
     PGresult *r;
+    size_t first = 0;
 
-    if (!arr)
+    while (first < b->n && !(b->items[first].reason == USAGE_OK && b->items[first].rec.reverses[0]))
+        first++;
+    if (first == b->n)
+        return DB_OK; /* no reversal in this batch */
+    if (!(arr = text_array(b, get_reverses)))
         return DB_FAILED;
     {
         const char *p[] = {b->provider, arr};
