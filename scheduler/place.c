@@ -18,6 +18,7 @@
 
 #define PPM INT64_C(1000000)
 #define MS_PER_HOUR INT64_C(3600000)
+#define TIME_MAX (INT64_MAX / 4) /* bound on starts and durations (ms): sums never overflow */
 
 static const char *const reject_names[] = {
     "ok",    "down",     "blocked",  "device",      "memory",    "region",   "residency",
@@ -184,7 +185,7 @@ static sched_reject check_static(const sched_offer *o, const sched_job *j, char 
 static sched_reject check_capacity(const sched_offer *o, const sched_job *j, char *why, size_t cap)
 {
     int64_t per = o->devices_per_node;
-    if (per <= 0 || o->nodes <= 0 || j->devices > per * o->nodes ||
+    if (per <= 0 || o->nodes <= 0 || (__int128)j->devices > (__int128)per * o->nodes ||
         (j->devices > per && j->devices % per != 0)) {
         put(why, cap, "%lld devices do not fit %lld nodes x %lld devices (whole nodes beyond one)",
             (long long)j->devices, (long long)o->nodes, (long long)per);
@@ -206,22 +207,21 @@ static sched_reject fit_durations(const sched_offer *o, const sched_job *j, sche
     f->start_ms = o->available_from_ms > j->start_ms ? o->available_from_ms : j->start_ms;
     if (j->work_mcu > 0 && o->rate_mcu_per_device_hour > 0) {
         __int128 den = (__int128)o->rate_mcu_per_device_hour * j->devices;
-        __int128 p50 = ((__int128)j->work_mcu * MS_PER_HOUR + den - 1) / den;
-        __int128 p90 = j->p50_ms > 0 && j->p90_ms >= j->p50_ms
-                           ? (p50 * j->p90_ms + j->p50_ms - 1) / j->p50_ms
-                           : p50;
-        if (p90 > INT64_MAX / 4) {
-            put(why, cap, "duration overflows");
-            return SCHED_REJ_OVERFLOW;
-        }
-        f->p50_ms = (int64_t)p50;
-        f->p90_ms = (int64_t)p90;
+        __int128 p50 = ((__int128)j->work_mcu * MS_PER_HOUR + den - 1) / den, p90 = p50;
+        if (p50 <= TIME_MAX && j->p50_ms > 0 && j->p90_ms >= j->p50_ms)
+            p90 = (p50 * j->p90_ms + j->p50_ms - 1) / j->p50_ms; /* < 2^125 */
+        f->p50_ms = p50 > TIME_MAX ? TIME_MAX + 1 : (int64_t)p50;
+        f->p90_ms = p90 > TIME_MAX ? TIME_MAX + 1 : (int64_t)p90;
     } else if (j->work_mcu > 0) {
         put(why, cap, "no CU rate for the job's profile on %s", o->device_id ? o->device_id : "?");
         return SCHED_REJ_DEVICE;
     } else {
         f->p50_ms = j->p50_ms;
         f->p90_ms = j->p90_ms;
+    }
+    if (f->p90_ms > TIME_MAX || f->start_ms > TIME_MAX) { /* so start + p90 cannot overflow */
+        put(why, cap, "start or duration beyond %lld ms", (long long)TIME_MAX);
+        return SCHED_REJ_OVERFLOW;
     }
     return SCHED_OK;
 }

@@ -410,3 +410,28 @@ Test(sched, cost_slack)
     cr_assert_str_eq(sched_reject_name(SCHED_REJ_COST_SLACK), "cost_slack");
     sched_result_free(&r);
 }
+
+/* Absurd numbers are rejected with a reason, never overflow (UBSan build). */
+Test(sched, absurd_numbers)
+{
+    sched_offer o[3] = {offer("off_a", "r1", 1), offer("off_b", "r1", 1), offer("off_c", "r1", 1)};
+    sched_job j = job1h();
+    sched_input in = input(o, 3, &j, 1000);
+    sched_result r = SCHED_RESULT_INIT;
+    o[0].nodes = INT64_MAX; /* nodes x devices per node overflows int64 */
+    o[0].devices_per_node = INT64_MAX;
+    o[0].free_devices = INT64_MAX;
+    o[1].available_from_ms = INT64_MAX; /* start + duration would overflow */
+    o[2].rate_mcu_per_device_hour = 1;  /* a tiny rate: duration beyond any bound */
+    j.work_mcu = INT64_MAX;
+    j.p50_ms = 1;
+    j.p90_ms = INT64_MAX; /* and a wild spread */
+    j.deadline_ms = INT64_MAX;
+    o[0].rate_mcu_per_device_hour = INT64_MAX;
+    o[1].rate_mcu_per_device_hour = INT64_MAX;
+    place_ok(&in, &r);
+    cr_assert_eq(r.n_ranked + r.n_rejected, 3);
+    expect_reject(&r, "off_b", SCHED_REJ_OVERFLOW, "beyond");
+    expect_reject(&r, "off_c", SCHED_REJ_OVERFLOW, "beyond");
+    sched_result_free(&r);
+}
