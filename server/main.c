@@ -14,6 +14,7 @@
 #include "market_cache.h"
 #include "metering_store.h"
 #include "migrate.h"
+#include "sched_external.h"
 #include "server.h"
 
 #include <event2/event.h>
@@ -424,6 +425,7 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
         return 1;
     }
     metrics_add_section(srv.metrics, market_cache_metrics, srv.market);
+    metrics_add_section(srv.metrics, sched_external_metrics, NULL);
     if (ledger_svc_start_writer(srv.ledger) != 0) {
         fprintf(stderr, "tallyd: cannot start the ledger writer\n");
         return 1;

@@ -301,9 +301,10 @@ int market_order_place(struct tally_server *srv, db_conn *db, const market_job *
     market_cand *c = NULL;
     size_t n = 0;
     json_t *placement;
+    char sched[200];
     int rc, chosen = -1;
 
-    rc = market_candidates(srv, db, j, &c, &n, body);
+    rc = market_candidates(srv, db, j, &c, &n, sched, sizeof sched, body);
     if (rc != 0) {
         *status = rc;
         return rc >= 400 ? 1 : rc;
@@ -312,7 +313,7 @@ int market_order_place(struct tally_server *srv, db_conn *db, const market_job *
         goto out;
     ids_new(ids->order, sizeof ids->order, "ord");
     ids_new(ids->settle, sizeof ids->settle, "stl");
-    placement = market_placement_json(c, n);
+    placement = market_placement_json(c, n, sched);
     if (chosen < 0) {
         *status = 409;
         *body = problem_build(PROB_NO_PLACEMENT,

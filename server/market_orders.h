@@ -80,15 +80,19 @@ typedef struct market_cand {
 
 /*
  * market_candidates - every published offer considered for j, evaluated and
- * ranked (feasible first, by score, then offer id). *cands is malloc'd.
+ * ranked (feasible first, by score, then offer id; or in the external
+ * scheduler's order, sched_external.h). *cands is malloc'd; scheduler gets
+ * which scheduler ranked them ("built-in", "external", or the fallback note).
  * Returns 0, a problem status (>= 400, *problem set) or a db_status.
  */
 int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j,
-                      market_cand **cands, size_t *n, json_t **problem);
+                      market_cand **cands, size_t *n, char *scheduler, size_t schedlen,
+                      json_t **problem);
 /* market_reserved - devices of offer reserved by active orders within [s, e). */
 int market_reserved(db_conn *db, const char *offer, int64_t s, int64_t e, int64_t *out);
-/* market_placement_json - the ranked and rejected offers (new reference). */
-json_t *market_placement_json(const market_cand *c, size_t n);
+/* market_placement_json - the ranked and rejected offers and which scheduler
+ * ranked them (new reference). */
+json_t *market_placement_json(const market_cand *c, size_t n, const char *scheduler);
 
 /*
  * market_place - rank the offers for j. *out gets {"ranked": [...], "rejected":

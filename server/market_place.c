@@ -20,6 +20,7 @@
 #include "money.h"
 #include "order.h"
 #include "place.h"
+#include "sched_external.h"
 #include "pricing_store.h"
 #include "ledger_svc.h"
 #include "server.h"
@@ -316,6 +317,8 @@ struct rank_ctx {
     const market_job *j;
     const quote_lock *q;
     int rc; /* a db_status met inside the price callback */
+    char *scheduler;
+    size_t schedlen;
 };
 
 /* The scheduler's price callback: the rating engine with the offer's policy. */
@@ -500,6 +503,13 @@ static int rank(struct rank_ctx *x, market_cand *c, size_t n, json_t **problem)
         goto out;
     }
     rc = x->rc;
+    snprintf(x->scheduler, x->schedlen, "built-in");
+    if (rc == 0 && res.n_ranked && sched_external_url()) {
+        if (sched_external_rank(&si, &res, err, sizeof err) == 0)
+            snprintf(x->scheduler, x->schedlen, "external");
+        else
+            snprintf(x->scheduler, x->schedlen, "built-in (external scheduler failed: %s)", err);
+    }
     if (rc == 0)
         apply_result(by_offer, &res);
 out:
@@ -548,10 +558,11 @@ static int load_candidates(db_conn *db, const market_job *j, const quote_lock *q
 }
 
 int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j,
-                      market_cand **cands, size_t *n, json_t **problem)
+                      market_cand **cands, size_t *n, char *scheduler, size_t schedlen,
+                      json_t **problem)
 {
     quote_lock q = {0};
-    struct rank_ctx x = {srv, db, j, &q, 0};
+    struct rank_ctx x = {srv, db, j, &q, 0, scheduler, schedlen};
     int rc;
 
     *cands = NULL;
@@ -609,7 +620,7 @@ static json_t *ranked_json(const market_cand *c)
     return o;
 }
 
-json_t *market_placement_json(const market_cand *c, size_t n)
+json_t *market_placement_json(const market_cand *c, size_t n, const char *scheduler)
 {
     json_t *ranked = json_array(), *rejected = json_array();
 
@@ -622,18 +633,19 @@ json_t *market_placement_json(const market_cand *c, size_t n)
                                             "identifier", c[i].identifier, "reason", c[i].reason));
     }
     return json_pack("{s:o, s:o, s:s}", "ranked", ranked, "rejected", rejected, "scheduler",
-                     "built-in");
+                     scheduler && scheduler[0] ? scheduler : "built-in");
 }
 
 int market_place(struct tally_server *srv, db_conn *db, const market_job *j, json_t **out)
 {
     market_cand *c;
     size_t n;
-    int rc = market_candidates(srv, db, j, &c, &n, out);
+    char sched[200] = "";
+    int rc = market_candidates(srv, db, j, &c, &n, sched, sizeof sched, out);
 
     if (rc != 0)
         return rc;
-    *out = market_placement_json(c, n);
+    *out = market_placement_json(c, n, sched);
     rc = n > 0 && c[0].feasible;
     free(c);
     return rc;
