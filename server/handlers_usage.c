@@ -33,8 +33,10 @@ static void usage_job_free(void *arg)
 {
     struct usage_job *j = arg;
 
-    for (size_t i = 0; i < j->n; i++)
+    for (size_t i = 0; i < j->n; i++) {
         usage_rec_clear(&j->items[i].rec);
+        json_decref(j->items[i].lines);
+    }
     free(j->items);
     free(j);
 }
@@ -164,7 +166,8 @@ static const char sql_list[] =
     "SELECT u.id, u.record_id, u.order_id, u.provider_id, o.tenant_id, u.device_id, u.count, "
     "u.start_ms, u.end_ms, coalesce(u.work_mcu, -1), u.mcu, u.device_ms, u.currency, "
     "u.amount_micros, u.fee_micros, u.period, u.key_id, u.signature, u.canonical, u.batch_id, "
-    "u.settlement_id, coalesce(u.reverses, ''), coalesce(s.state, 'none'), coalesce(s.txn_id, '') "
+    "u.settlement_id, coalesce(u.reverses, ''), coalesce(s.state, 'none'), coalesce(s.txn_id, ''), "
+    "u.lines::text "
     "FROM usage_records u JOIN orders o ON o.id = u.order_id "
     "LEFT JOIN settlements s ON s.id = u.settlement_id "
     "WHERE ($1::text IS NULL OR o.tenant_id = $1 OR u.provider_id = $1) "
@@ -206,6 +209,7 @@ static json_t *usage_row(PGresult *r, int i, const void *ctx)
                         json_pack("{s:s, s:s, s:o}", "id", V(20), "state", V(22), "transaction_id",
                                   V(23)[0] ? json_string(V(23)) : json_null()));
     json_object_set_new(o, "reverses", V(21)[0] ? json_string(V(21)) : json_null());
+    json_object_set_new(o, "lines", json_loads(V(24), 0, NULL));
     return o;
 }
 

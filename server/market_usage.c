@@ -519,6 +519,31 @@ static int measure(ubatch *b, usage_item *it, uorder *o, int64_t *mcu)
     return 0;
 }
 
+/* The record's line items as stored (usage_records.lines): what invoices are made of.
+ * The provider-paid platform fee is a line of its own with "payer": "provider". */
+static json_t *line_json(const pricing_line *l, const char *payer)
+{
+    return json_pack(
+        "{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:s}", "kind", pricing_line_kind_name(l->kind),
+        "rule_id", l->rule_id, "rule_kind", pricing_rule_kind_name(l->rule_kind), "quantity",
+        (json_int_t)l->quantity, "unit",
+        l->qty_unit == PRICING_QTY_MCU         ? "mcu"
+        : l->qty_unit == PRICING_QTY_DEVICE_MS ? "device_ms"
+                                               : "money_ppm",
+        "unit_price", (json_int_t)l->unit_price, "amount", (json_int_t)l->amount, "payer", payer);
+}
+
+static json_t *lines_json(const pricing_result *res)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < res->n_lines; i++)
+        json_array_append_new(a, line_json(&res->lines[i], "tenant"));
+    if (res->has_provider_fee)
+        json_array_append_new(a, line_json(&res->provider_fee, "provider"));
+    return a;
+}
+
 static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
 {
     char period[8];
@@ -546,6 +571,8 @@ static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
         return DB_FAILED;
     s->st = res->state;
     s->used = 1;
+    json_decref(it->lines);
+    it->lines = lines_json(res);
     ids_new(it->usage_id, sizeof it->usage_id, "use");
     it->mcu = mcu;
     it->amount = res->total;
@@ -636,10 +663,11 @@ static const char sql_insert[] =
     "period, billed_period, lines, key_id, signature, canonical, record_hash, batch_id, "
     "settlement_id, reverses) "
     "SELECT id, $1, rid, oid, dev, cnt, to_timestamp(s / 1000.0), to_timestamp(e / 1000.0), s, e, "
-    "NULLIF(w, -1), m, dms, cur, amt, fee, per, per, '[]'::jsonb, kid, sig, can, h, $2, stl, "
-    "NULLIF(rev, '') FROM json_to_recordset($3::json) AS x(id text, rid text, oid text, dev text, "
-    "cnt integer, s bigint, e bigint, w bigint, m bigint, dms bigint, cur text, amt bigint, "
-    "fee bigint, per text, kid text, sig text, can text, h text, stl text, rev text)";
+    "NULLIF(w, -1), m, dms, cur, amt, fee, per, per, coalesce(ln, '[]'::jsonb), kid, sig, can, "
+    "h, $2, stl, NULLIF(rev, '') FROM json_to_recordset($3::json) AS x(id text, rid text, "
+    "oid text, dev text, cnt integer, s bigint, e bigint, w bigint, m bigint, dms bigint, "
+    "cur text, amt bigint, fee bigint, per text, ln jsonb, kid text, sig text, can text, h text, "
+    "stl text, rev text)";
 static const char sql_settle[] =
     "INSERT INTO settlements (id, order_id, kind, amount, fee, state) VALUES ($1, $2, $3, $4, $5, "
     "'pending')";
@@ -651,12 +679,13 @@ static const char sql_order_run[] =
     "INSERT INTO order_events (order_id, from_state, to_state, actor, detail) VALUES ($1, "
     "'placed', 'running', $2, '{\"reason\": \"first usage accepted\"}'::jsonb)";
 
-static json_t *row_json(const ubatch *b, const usage_item *it, const uorder *o)
+static json_t *row_json(const usage_item *it, const uorder *o)
 {
     char per[8];
+    json_t *row;
 
     timefmt_period(it->rec.start_ms, per);
-    return json_pack(
+    row = json_pack(
         "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:s, "
         "s:s, s:s, s:s, s:s, s:s}",
         "id", it->usage_id, "rid", it->rec.record_id, "oid", it->rec.order_id, "dev",
@@ -667,7 +696,9 @@ static json_t *row_json(const ubatch *b, const usage_item *it, const uorder *o)
         "cur", it->currency, "amt", (json_int_t)it->amount, "fee", (json_int_t)it->fee, "per", per,
         "kid", it->key_id, "sig", it->sig, "can", it->rec.canonical, "h", it->rec.hash_hex, "stl",
         it->rec.reverses[0] ? o->refund_stl : o->capture_stl, "rev", it->rec.reverses);
-    (void)b;
+    if (row && it->lines)
+        json_object_set(row, "ln", it->lines);
+    return row;
 }
 
 static int write_orders(ubatch *b)
@@ -742,7 +773,7 @@ static int write_all(ubatch *b)
             continue;
         snprintf(it->settlement_id, sizeof it->settlement_id, "%s",
                  it->rec.reverses[0] ? o->refund_stl : o->capture_stl);
-        json_array_append_new(rows, row_json(b, it, o));
+        json_array_append_new(rows, row_json(it, o));
         any = 1;
     }
     if (!any) {
@@ -837,6 +868,8 @@ static void reset_answers(ubatch *b, const usage_reason *parsed)
             it->detail[0] = '\0';
         it->duplicate = 0;
         it->usage_id[0] = it->settlement_id[0] = '\0';
+        json_decref(it->lines);
+        it->lines = NULL;
     }
 }
 

@@ -35,6 +35,7 @@ typedef struct usage_item {
     /* accepted */
     char usage_id[48], settlement_id[48], currency[4];
     int64_t mcu, amount, fee;
+    json_t *lines; /* accepted: the rating's line items (kind, rule, quantity, price, amount) */
     int duplicate;
 } usage_item;
 

@@ -345,6 +345,22 @@ Test(market_api, whole_life_agrees_to_the_micro_unit)
         free(out);
     }
 
+    /* every accepted record keeps its line items: usage 0.080000, the provider's 5 % fee */
+    snprintf(path, sizeof path, "/v1/usage?order_id=%s&limit=1", order);
+    r = get(path, key(ten));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    {
+        json_t *lines =
+            json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "lines");
+        cr_assert_eq(json_array_size(lines), 2, "%s", r.body);
+        cr_assert_str_eq(sv(json_array_get(lines, 0), "kind"), "usage", "%s", r.body);
+        cr_assert_eq(json_integer_value(json_object_get(json_array_get(lines, 0), "amount")),
+                     80000);
+        cr_assert_str_eq(sv(json_array_get(lines, 1), "payer"), "provider", "%s", r.body);
+        cr_assert_eq(json_integer_value(json_object_get(json_array_get(lines, 1), "amount")), 4000);
+    }
+    http_resp_free(&r);
+
     /* completed: no more usage */
     b = json_pack("[o]", item("r9", order, t0 + 45000, t0 + 46000, NULL, 0));
     r = report(b, key(prov));
