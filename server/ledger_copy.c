@@ -140,3 +140,51 @@ int ledger_copy_send(db_conn *db, const char *sql, ledger_copy *c)
     }
     return rc;
 }
+
+/* Read one pipelined statement's results (until NULL); the first failure's
+ * status goes to *rc when *rc is still DB_OK. */
+static void pipe_read_one(PGconn *pg, int *rc)
+{
+    PGresult *r;
+
+    while ((r = PQgetResult(pg))) {
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_FATAL_ERROR && *rc == DB_OK)
+            *rc = copy_classify(pg, r);
+        else if (st == PGRES_PIPELINE_ABORTED && *rc == DB_OK)
+            *rc = DB_FAILED;
+        PQclear(r);
+    }
+}
+
+int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n)
+{
+    PGconn *pg = db_pgconn(db);
+    PGresult *r;
+    size_t sent = 0;
+    int rc = DB_OK;
+
+    if (PQenterPipelineMode(pg) != 1)
+        return copy_classify(pg, NULL);
+    for (; sent < n; sent++)
+        if (PQsendQueryParams(pg, st[sent].sql, st[sent].param ? 1 : 0, NULL,
+                              st[sent].param ? &st[sent].param : NULL, NULL, NULL, 0) != 1) {
+            rc = copy_classify(pg, NULL);
+            break;
+        }
+    if (PQpipelineSync(pg) != 1 && rc == DB_OK)
+        rc = copy_classify(pg, NULL);
+    for (size_t i = 0; i < sent && PQstatus(pg) == CONNECTION_OK; i++)
+        pipe_read_one(pg, &rc);
+    while ((r = PQgetResult(pg))) { /* the sync */
+        ExecStatusType s = PQresultStatus(r);
+        PQclear(r);
+        if (s == PGRES_PIPELINE_SYNC)
+            break;
+    }
+    if (PQexitPipelineMode(pg) != 1 && rc == DB_OK)
+        rc = copy_classify(pg, NULL);
+    if (PQstatus(pg) != CONNECTION_OK)
+        rc = DB_UNAVAILABLE;
+    return rc;
+}

@@ -1,5 +1,5 @@
 /*
- * ledger_copy.h - bulk writes of ledger rows with COPY ... FROM STDIN in
+ * ledger_copy.h - bulk writes of ledger rows: COPY ... FROM STDIN in
  * PostgreSQL's binary format: no SQL text to parse per row, no JSON to decode,
  * no hex to undo; the server copies each field's bytes into the tuple.
  *
@@ -7,7 +7,9 @@
  * ledger_copy_init); ledger_copy_send streams them on a connection that is
  * inside a transaction and appends the trailer. Field order and types must
  * match the COPY statement's column list: text (UTF-8, no NUL), int2, int4,
- * int8 and bytea are supported.
+ * int8 and bytea are supported. The set-based statements that follow the
+ * COPYs go out together with COMMIT in one pipelined round trip
+ * (ledger_pipe_run).
  *
  * Invariant: data always holds a valid prefix of a binary COPY stream: the
  * header, then whole rows; an out-of-memory append sets oom and the send then
@@ -49,5 +51,19 @@ void ledger_copy_bytes(ledger_copy *c, const void *p, size_t n);
  * violation (23505, e.g. a racing second reversal), DB_UNAVAILABLE when the
  * connection failed or a timeout hit, DB_FAILED otherwise (logged). */
 int ledger_copy_send(db_conn *db, const char *sql, ledger_copy *c);
+
+/* One statement of a pipeline: sql with at most one text parameter. */
+typedef struct ledger_stmt {
+    const char *sql;
+    const char *param; /* NULL: no parameter */
+} ledger_stmt;
+
+/* ledger_pipe_run - send st[0..n) in ONE round trip (libpq pipeline mode, one
+ * sync) and read every result. PostgreSQL runs them in order; after the first
+ * failure the rest are skipped. Ending the list with COMMIT commits in the same
+ * round trip (a failed statement leaves the transaction aborted: the caller
+ * rolls back). Returns DB_OK or the first failure's db_status, classified like
+ * ledger_copy_send. */
+int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n);
 
 #endif

@@ -610,24 +610,6 @@ static char *id_array(const char **ids, size_t n)
     return s;
 }
 
-static int exec_json(db_conn *db, const char *sql, json_t *arr)
-{
-    char *text;
-    int rc;
-
-    if (json_array_size(arr) == 0)
-        return DB_OK;
-    text = json_dumps(arr, JSON_COMPACT);
-    if (!text)
-        return DB_FAILED;
-    {
-        const char *p[] = {text};
-        rc = db_command(db, sql, 1, p);
-    }
-    free(text);
-    return rc;
-}
-
 static const char sql_idem_claim[] =
     "INSERT INTO ledger_idempotency (caller_id, key, request_hash) "
     "SELECT c, k, h FROM jsonb_to_recordset($1::jsonb) AS x(c text, k text, h text) ORDER BY c, k "
@@ -1561,38 +1543,43 @@ static int write_batch(batch *b)
                           "rel", (json_int_t)h->h.released, "st", hold_status_name(h->h.status),
                           "ct", h->closed_txn[0] ? json_string(h->closed_txn) : json_null()));
     }
+    for (size_t i = 0; i < b->n; i++) {
+        ledger_op *op = b->ops[i];
+        if (!b->active[i] || !op_has_key(op) || op->skipped)
+            continue;
+        json_array_append_new(b->w_idem,
+                              json_pack("{s:s,s:s,s:i,s:O,s:o}", "c", op->caller, "k", op->idem_key,
+                                        "st", op->status, "r", op->body, "t",
+                                        op->txn_id[0] ? json_string(op->txn_id) : json_null()));
+    }
     rc = ledger_copy_send(b->db, sql_w_txns, &b->cp_txns);
     if (rc == DB_OK)
         rc = ledger_copy_send(b->db, sql_w_entries, &b->cp_entries);
-    if (rc == DB_OK)
-        rc = exec_json(b->db, sql_w_accts, accts);
-    if (rc == DB_OK)
-        rc = exec_json(b->db, sql_w_shards, shards);
-    if (rc == DB_OK)
-        rc = exec_json(b->db, sql_w_heads, heads);
-    if (rc == DB_OK)
-        rc = exec_json(b->db, sql_w_holds_new, b->w_holds_new);
-    if (rc == DB_OK)
-        rc = exec_json(b->db, sql_w_holds_upd, b->w_holds_upd);
     if (rc == DB_OK) {
-        for (size_t i = 0; i < b->n; i++) {
-            ledger_op *op = b->ops[i];
-            if (!b->active[i] || !op_has_key(op) || op->skipped)
+        /* the set-based writes and COMMIT: one round trip */
+        const char *sqls[] = {sql_w_accts,     sql_w_shards,    sql_w_heads,
+                              sql_w_holds_new, sql_w_holds_upd, sql_w_idem};
+        json_t *arrs[] = {accts, shards, heads, b->w_holds_new, b->w_holds_upd, b->w_idem};
+        ledger_stmt st[7];
+        char *texts[6] = {NULL};
+        size_t n = 0;
+        for (size_t i = 0; i < 6 && rc == DB_OK; i++) {
+            if (json_array_size(arrs[i]) == 0)
                 continue;
-            json_array_append_new(b->w_idem,
-                                  json_pack("{s:s,s:s,s:i,s:O,s:o}", "c", op->caller, "k",
-                                            op->idem_key, "st", op->status, "r", op->body, "t",
-                                            op->txn_id[0] ? json_string(op->txn_id) : json_null()));
+            if (!(texts[i] = json_dumps(arrs[i], JSON_COMPACT)))
+                rc = DB_FAILED;
+            st[n++] = (ledger_stmt){sqls[i], texts[i]};
         }
-        rc = exec_json(b->db, sql_w_idem, b->w_idem);
+        st[n++] = (ledger_stmt){"COMMIT", NULL};
+        if (rc == DB_OK)
+            rc = ledger_pipe_run(b->db, st, n);
+        for (size_t i = 0; i < 6; i++)
+            free(texts[i]);
     }
     json_decref(accts);
     json_decref(shards);
     json_decref(heads);
-    /* a second reversal racing through another process: run the batch again */
-    if (rc == DB_FAILED && !strcmp(db_last_sqlstate(b->db), "23505"))
-        rc = DB_RETRY;
-    return rc;
+    return rc; /* a racing second reversal (23505) comes back as DB_RETRY: run again */
 }
 
 static void batch_free(batch *b)
@@ -1685,9 +1672,7 @@ static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && !ops[i]->pre_status)
             apply_op(&b, ops[i]);
-    if ((rc = write_batch(&b)) != DB_OK)
-        goto out;
-    rc = db_commit(db);
+    rc = write_batch(&b); /* ends with COMMIT */
 out:
     if (rc != DB_OK)
         db_rollback(db);
