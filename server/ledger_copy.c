@@ -141,9 +141,10 @@ int ledger_copy_send(db_conn *db, const char *sql, ledger_copy *c)
     return rc;
 }
 
-/* Read one pipelined statement's results (until NULL); the first failure's
- * status goes to *rc when *rc is still DB_OK. */
-static void pipe_read_one(PGconn *pg, int *rc)
+/* Read one pipelined statement's results (until NULL), keeping its last good
+ * result in *keep when keep is not NULL; the first failure's status goes to
+ * *rc when *rc is still DB_OK. */
+static void pipe_read_one(PGconn *pg, int *rc, PGresult **keep)
 {
     PGresult *r;
 
@@ -153,17 +154,24 @@ static void pipe_read_one(PGconn *pg, int *rc)
             *rc = copy_classify(pg, r);
         else if (st == PGRES_PIPELINE_ABORTED && *rc == DB_OK)
             *rc = DB_FAILED;
-        PQclear(r);
+        if (keep && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)) {
+            PQclear(*keep);
+            *keep = r;
+        } else {
+            PQclear(r);
+        }
     }
 }
 
-int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n)
+int ledger_pipe_query(db_conn *db, const ledger_stmt *st, size_t n, PGresult **res)
 {
     PGconn *pg = db_pgconn(db);
     PGresult *r;
     size_t sent = 0;
     int rc = DB_OK;
 
+    if (res)
+        memset(res, 0, n * sizeof *res);
     if (PQenterPipelineMode(pg) != 1)
         return copy_classify(pg, NULL);
     for (; sent < n; sent++)
@@ -175,7 +183,7 @@ int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n)
     if (PQpipelineSync(pg) != 1 && rc == DB_OK)
         rc = copy_classify(pg, NULL);
     for (size_t i = 0; i < sent && PQstatus(pg) == CONNECTION_OK; i++)
-        pipe_read_one(pg, &rc);
+        pipe_read_one(pg, &rc, res ? &res[i] : NULL);
     while ((r = PQgetResult(pg))) { /* the sync */
         ExecStatusType s = PQresultStatus(r);
         PQclear(r);
@@ -186,5 +194,14 @@ int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n)
         rc = copy_classify(pg, NULL);
     if (PQstatus(pg) != CONNECTION_OK)
         rc = DB_UNAVAILABLE;
+    for (size_t i = 0; rc != DB_OK && res && i < n; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
     return rc;
+}
+
+int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n)
+{
+    return ledger_pipe_query(db, st, n, NULL);
 }

@@ -65,5 +65,9 @@ typedef struct ledger_stmt {
  * rolls back). Returns DB_OK or the first failure's db_status, classified like
  * ledger_copy_send. */
 int ledger_pipe_run(db_conn *db, const ledger_stmt *st, size_t n);
+/* ledger_pipe_query - ledger_pipe_run that also keeps each statement's result:
+ * res[i] (the caller PQclear()s each; NULL for a statement that failed or was
+ * skipped). On a failure every res[i] is cleared and NULL. */
+int ledger_pipe_query(db_conn *db, const ledger_stmt *st, size_t n, PGresult **res);
 
 #endif

@@ -978,21 +978,73 @@ static bhead *find_head(batch *b, uint32_t p)
     return NULL;
 }
 
-/* Lock checked accounts (order 3) and partition heads (order 4); load shards. */
-static int lock_accounts_and_heads(batch *b)
+static int parse_accts(batch *b, PGresult *r)
 {
-    size_t cap = b->n * (LEDGER_MAX_ENTRIES + 4) + 1, nc = 0, np = 0;
-    const char **checked = calloc(cap, sizeof *checked);
-    uint32_t *parts = calloc(b->n + 1, sizeof *parts);
-    json_t *pairs = json_array();
-    int rc = DB_OK;
-    PGresult *r = NULL;
-    char *arr = NULL, *text = NULL;
-
-    if (!checked || !parts || !pairs) {
-        rc = DB_FAILED;
-        goto out;
+    b->accts = calloc((size_t)PQntuples(r) + 1, sizeof *b->accts);
+    if (!b->accts)
+        return DB_FAILED;
+    for (int i = 0; i < PQntuples(r); i++) {
+        bacct *a = &b->accts[b->naccts++];
+        snprintf(a->id, sizeof a->id, "%s", PQgetvalue(r, i, 0));
+        ledger_account_init(&a->a, a->id, PQgetvalue(r, i, 4), normal_of(PQgetvalue(r, i, 5)),
+                            strtoll(PQgetvalue(r, i, 3), NULL, 10), false, NULL);
+        a->a.balance = strtoll(PQgetvalue(r, i, 1), NULL, 10);
+        a->a.version = strtoull(PQgetvalue(r, i, 2), NULL, 10);
     }
+    return DB_OK;
+}
+
+static int parse_heads(batch *b, PGresult *r)
+{
+    b->heads = calloc((size_t)PQntuples(r) + 1, sizeof *b->heads);
+    if (!b->heads)
+        return DB_FAILED;
+    for (int i = 0; i < PQntuples(r); i++) {
+        bhead *h = &b->heads[b->nheads++];
+        h->p = (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10);
+        h->seq = strtoull(PQgetvalue(r, i, 1), NULL, 10);
+        if (ledger_unhex(PQgetvalue(r, i, 2), h->hash, LEDGER_HASH_BYTES) != 0)
+            return DB_FAILED;
+        b->now_us = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+    }
+    return DB_OK;
+}
+
+static int parse_shards(batch *b, PGresult *r)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        acct_meta m;
+        bshard *s;
+        if (meta_load(b->ls, b->db, PQgetvalue(r, i, 0), &m) != 1 ||
+            !(s = add_shard(b, &m, (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10))))
+            return DB_FAILED;
+        s->a.balance = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        s->a.version = strtoull(PQgetvalue(r, i, 3), NULL, 10);
+    }
+    return DB_OK;
+}
+
+static const char sql_key_valid[] = "SELECT valid_until FROM ledger_keys WHERE kid = $1";
+
+/* Refuse to sign with a retired key. The check runs after the head locks, as
+ * its own statement (a new snapshot): a retirement locks every head before it
+ * sets valid_until, so it either committed before this batch's head locks (and
+ * is seen here) or waits for this batch's COMMIT (and its valid_until is later
+ * than this batch's inserted_us). */
+static int parse_key(batch *b, PGresult *r)
+{
+    if (PQntuples(r) == 1 && PQgetisnull(r, 0, 0))
+        return DB_OK;
+    log_error("ledger", "signing key %s is retired: restart tallyd with a new TALLY_SIGNING_KEY",
+              b->ls->signer->kid);
+    return DB_UNAVAILABLE;
+}
+
+/* The checked accounts (sorted), the partitions (sorted) and the (account,
+ * partition) shard pairs the active ops touch. Returns DB_OK or a db_status. */
+static int collect_locks(batch *b, const char **checked, size_t *nc, uint32_t *parts, size_t *np,
+                         json_t *pairs)
+{
     for (size_t i = 0; i < b->n; i++) {
         const char *ids[LEDGER_MAX_ENTRIES + 4], *anchor;
         size_t k;
@@ -1001,114 +1053,75 @@ static int lock_accounts_and_heads(batch *b)
         k = op_accounts(b, b->ops[i], ids, &anchor);
         if (!anchor)
             continue;
-        parts[np++] = ledger_partition_of(anchor, b->ls->db_partitions);
+        parts[(*np)++] = ledger_partition_of(anchor, b->ls->db_partitions);
         for (size_t j = 0; j < k; j++) {
             acct_meta m;
             int found = meta_load(b->ls, b->db, ids[j], &m);
-            if (found < 0) {
-                rc = found;
-                goto out;
-            }
+            if (found < 0)
+                return found;
             if (!found)
                 continue; /* reported when the op is applied */
             if (m.checked)
-                checked[nc++] = ids[j];
+                checked[(*nc)++] = ids[j];
             else
                 json_array_append_new(
-                    pairs, json_pack("{s:s,s:I}", "a", m.id, "s", (json_int_t)parts[np - 1]));
+                    pairs, json_pack("{s:s,s:I}", "a", m.id, "s", (json_int_t)parts[*np - 1]));
         }
     }
-    if (nc) {
-        qsort(checked, nc, sizeof *checked, cmp_str);
-        if (!(arr = id_array(checked, nc))) {
-            rc = DB_FAILED;
-            goto out;
-        }
-        {
-            const char *p[] = {arr};
-            r = db_exec(b->db, sql_accts_lock, 1, p);
-        }
-        if (!r) {
-            rc = db_last_status(b->db);
-            goto out;
-        }
-        b->accts = calloc((size_t)PQntuples(r) + 1, sizeof *b->accts);
-        if (!b->accts) {
-            rc = DB_FAILED;
-            goto out;
-        }
-        for (int i = 0; i < PQntuples(r); i++) {
-            bacct *a = &b->accts[b->naccts++];
-            snprintf(a->id, sizeof a->id, "%s", PQgetvalue(r, i, 0));
-            ledger_account_init(&a->a, a->id, PQgetvalue(r, i, 4), normal_of(PQgetvalue(r, i, 5)),
-                                strtoll(PQgetvalue(r, i, 3), NULL, 10), false, NULL);
-            a->a.balance = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-            a->a.version = strtoull(PQgetvalue(r, i, 2), NULL, 10);
-        }
-        PQclear(r);
-        r = NULL;
+    qsort(checked, *nc, sizeof *checked, cmp_str);
+    qsort(parts, *np, sizeof *parts, cmp_u32);
+    return DB_OK;
+}
+
+/* Lock checked accounts (order 3) and partition heads (order 4), load shards and
+ * check the signing key: one pipelined round trip (statements run in order, so
+ * the lock order holds), preceded by BEGIN when begin is set. */
+static int lock_accounts_and_heads(batch *b, bool begin)
+{
+    size_t cap = b->n * (LEDGER_MAX_ENTRIES + 4) + 1, nc = 0, np = 0, n = 0;
+    const char **checked = calloc(cap, sizeof *checked);
+    uint32_t *parts = calloc(b->n + 1, sizeof *parts);
+    json_t *pairs = json_array();
+    char *arr = NULL, *text = NULL, *parr = malloc(12 * (b->n + 1) + 3);
+    ledger_stmt st[5];
+    PGresult *res[5] = {NULL};
+    int rc, ia = -1, ih = -1, is = -1, ik = -1;
+
+    rc = checked && parts && pairs && parr ? collect_locks(b, checked, &nc, parts, &np, pairs)
+                                           : DB_FAILED;
+    if (rc != DB_OK)
+        goto out;
+    if ((nc && !(arr = id_array(checked, nc))) ||
+        (np && uint_array(parts, np, parr, 12 * (b->n + 1) + 3) != 0) ||
+        (json_array_size(pairs) && !(text = json_dumps(pairs, JSON_COMPACT)))) {
+        rc = DB_FAILED;
+        goto out;
     }
-    if (np) {
-        char parr[16 * 1024];
-        qsort(parts, np, sizeof *parts, cmp_u32);
-        if (uint_array(parts, np, parr, sizeof parr) != 0) {
-            rc = DB_FAILED;
-            goto out;
-        }
-        {
-            const char *p[] = {parr};
-            r = db_exec(b->db, sql_heads_lock, 1, p);
-        }
-        if (!r) {
-            rc = db_last_status(b->db);
-            goto out;
-        }
-        b->heads = calloc((size_t)PQntuples(r) + 1, sizeof *b->heads);
-        if (!b->heads) {
-            rc = DB_FAILED;
-            goto out;
-        }
-        for (int i = 0; i < PQntuples(r); i++) {
-            bhead *h = &b->heads[b->nheads++];
-            h->p = (uint32_t)strtoul(PQgetvalue(r, i, 0), NULL, 10);
-            h->seq = strtoull(PQgetvalue(r, i, 1), NULL, 10);
-            if (ledger_unhex(PQgetvalue(r, i, 2), h->hash, LEDGER_HASH_BYTES) != 0) {
-                rc = DB_FAILED;
-                goto out;
-            }
-            b->now_us = strtoll(PQgetvalue(r, i, 3), NULL, 10);
-        }
-        PQclear(r);
-        r = NULL;
-    }
-    if (json_array_size(pairs)) {
-        text = json_dumps(pairs, JSON_COMPACT);
-        {
-            const char *p[] = {text};
-            r = text ? db_exec(b->db, sql_shards_load, 1, p) : NULL;
-        }
-        if (!r) {
-            rc = text ? db_last_status(b->db) : DB_FAILED;
-            goto out;
-        }
-        for (int i = 0; i < PQntuples(r); i++) {
-            acct_meta m;
-            bshard *s;
-            if (meta_load(b->ls, b->db, PQgetvalue(r, i, 0), &m) != 1 ||
-                !(s = add_shard(b, &m, (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10)))) {
-                rc = DB_FAILED;
-                goto out;
-            }
-            s->a.balance = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-            s->a.version = strtoull(PQgetvalue(r, i, 3), NULL, 10);
-        }
-    }
+    if (begin)
+        st[n++] = (ledger_stmt){"BEGIN ISOLATION LEVEL READ COMMITTED", NULL};
+    if (nc)
+        ia = (int)n, st[n++] = (ledger_stmt){sql_accts_lock, arr};
+    if (np)
+        ih = (int)n, st[n++] = (ledger_stmt){sql_heads_lock, parr};
+    if (text)
+        is = (int)n, st[n++] = (ledger_stmt){sql_shards_load, text};
+    if (np)
+        ik = (int)n, st[n++] = (ledger_stmt){sql_key_valid, b->ls->signer->kid};
+    if (n && (rc = ledger_pipe_query(b->db, st, n, res)) != DB_OK)
+        goto out;
+    if ((ia >= 0 && (rc = parse_accts(b, res[ia])) != DB_OK) ||
+        (ih >= 0 && (rc = parse_heads(b, res[ih])) != DB_OK) ||
+        (is >= 0 && (rc = parse_shards(b, res[is])) != DB_OK) ||
+        (ik >= 0 && (rc = parse_key(b, res[ik])) != DB_OK))
+        goto out;
     if (b->now_us == 0)
         b->now_us = ledger_now_us();
 out:
-    PQclear(r);
+    for (size_t i = 0; i < n; i++)
+        PQclear(res[i]);
     free(arr);
     free(text);
+    free(parr);
     free(checked);
     free(parts);
     json_decref(pairs);
@@ -1609,30 +1622,17 @@ static void op_reset(ledger_op *op)
     op->txn_id[0] = '\0';
 }
 
-static const char sql_key_valid[] = "SELECT valid_until FROM ledger_keys WHERE kid = $1";
-
-/* Refuse to sign with a retired key. Runs after the head locks, in a new
- * statement (a new snapshot): a retirement locks every head before it sets
- * valid_until, so it either committed before this batch's head locks (and is
- * seen here) or waits for this batch's COMMIT (and its valid_until is later
- * than this batch's inserted_us). */
-static int check_key(batch *b)
+/* Whether the batch has Idempotency-Keys to claim, holds to lock or
+ * transactions to reverse (all read before the accounts, in lock order). */
+static bool needs_pre_reads(const batch *b)
 {
-    const char *p[] = {b->ls->signer->kid};
-    PGresult *r;
-    bool retired;
-
-    if (b->nheads == 0)
-        return DB_OK;
-    if (!(r = db_exec(b->db, sql_key_valid, 1, p)))
-        return db_last_status(b->db);
-    retired = PQntuples(r) != 1 || !PQgetisnull(r, 0, 0);
-    PQclear(r);
-    if (!retired)
-        return DB_OK;
-    log_error("ledger", "signing key %s is retired: restart tallyd with a new TALLY_SIGNING_KEY",
-              b->ls->signer->kid);
-    return DB_UNAVAILABLE;
+    for (size_t i = 0; i < b->n; i++) {
+        const ledger_op *op = b->ops[i];
+        if (op_has_key(op) || op->op == LOP_CAPTURE || op->op == LOP_VOID || op->op == LOP_EXPIRE ||
+            op->op == LOP_REVERSE)
+            return true;
+    }
+    return false;
 }
 
 static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
@@ -1659,15 +1659,17 @@ static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
         op_reset(ops[i]);
         b.active[i] = true;
     }
-    if ((rc = db_begin(db)) != DB_OK || (rc = claim_keys(&b)) != DB_OK)
+    /* Keys, holds and reversals are read (and locked) before the accounts; a
+     * batch without any sends BEGIN together with its account and head locks. */
+    if (needs_pre_reads(&b) && ((rc = db_begin(db)) != DB_OK || (rc = claim_keys(&b)) != DB_OK ||
+                                (rc = lock_holds(&b)) != DB_OK || (rc = load_origs(&b)) != DB_OK))
         goto out;
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && ops[i]->pre_status) {
             op_fail(ops[i], ops[i]->pre_prob, ops[i]->pre_field[0] ? ops[i]->pre_field : NULL, "%s",
                     ops[i]->pre_detail);
         }
-    if ((rc = lock_holds(&b)) != DB_OK || (rc = load_origs(&b)) != DB_OK ||
-        (rc = lock_accounts_and_heads(&b)) != DB_OK || (rc = check_key(&b)) != DB_OK)
+    if ((rc = lock_accounts_and_heads(&b, !needs_pre_reads(&b))) != DB_OK)
         goto out;
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && !ops[i]->pre_status)
