@@ -521,3 +521,59 @@ Test(offers_health, down_when_the_listener_closes_up_when_it_reopens)
     wait_health(id, "up");
     close(fd);
 }
+
+/* ---- a second process sees every change within about a second ------------------------- */
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Poll GET path on q until its status is want (and, when nodes > 0, the resolved
+ * total_devices is nodes x 8); returns the seconds it took (fails after 5 s). */
+static double wait_on(const tallyd_proc *q, const char *path, long want, long long total)
+{
+    double t0 = mono_s();
+    long last = 0;
+
+    for (int i = 0; i < 250; i++) {
+        http_resp r = http_request(q, "GET", path, key(ten), NULL, NULL, 0);
+        int ok = r.status == want &&
+                 (total == 0 || iv(json_object_get(r.json, "capacity"), "total_devices") == total);
+        last = r.status;
+        http_resp_free(&r);
+        if (ok)
+            return mono_s() - t0;
+        nanosleep(&(struct timespec){0, 20000000}, NULL);
+    }
+    cr_assert_fail("%s on the second process stayed %ld, expected %ld", path, last, want);
+    return -1;
+}
+
+Test(offers_api, another_process_sees_changes_within_a_second)
+{
+    char secret[600], signing[600], id[48], path[128];
+    const char *const env[] = {secret, signing, NULL};
+    const char *rpath = "/v1/resolve/eu-west-1/acme/shared";
+    tallyd_proc other;
+    double took;
+
+    /* the same API-key hashing secret, so the tenant's key works on both */
+    snprintf(secret, sizeof secret, "TALLY_KEY_HASH_SECRET=%s/hash.secret", srv.dir);
+    snprintf(signing, sizeof signing, "TALLY_SIGNING_KEY=%s/signing.key", srv.dir);
+    tallyd_start(&other, ci, env);
+    cr_assert_eq(wait_on(&other, rpath, 404, 0) < 1, 1);
+    published_offer("eu-west-1/acme/shared", "127.0.0.1:9", id);
+    took = wait_on(&other, rpath, 200, 32);
+    cr_assert(took < 2.5, "the second process saw the publication after %.2f s", took);
+    snprintf(path, sizeof path, "/v1/offers/%s", id);
+    cr_assert_eq(status_of("PATCH", path, key(prov), "{\"nodes\":1}"), 200);
+    took = wait_on(&other, rpath, 200, 8);
+    cr_assert(took < 2.5, "the second process saw the change after %.2f s", took);
+    cr_assert_eq(status_of("DELETE", path, key(prov), NULL), 200);
+    took = wait_on(&other, rpath, 404, 0);
+    cr_assert(took < 2.5, "the second process saw the withdrawal after %.2f s", took);
+    tallyd_stop(&other);
+}
