@@ -2,7 +2,8 @@
 # Ledger write throughput beside its limits, all measured in this run:
 #   1. pgbench: one small durable transaction per commit, 8 clients (the commit-rate limit)
 #   2. libsodium Ed25519 signatures per second (the signing limit)
-#   3. single-transfer HTTP requests per second from many connections (group commit)
+#   3. single-transfer HTTP requests per second from many connections (group commit),
+#      from curl threads and (3b) from wrk with bench/ledger_bench.lua
 #   4. transfers per second through the batch executor (BATCH per transaction,
 #      THREADS executors at once)
 #   5. the database's ceiling for the same rows: binary COPY of BATCH transactions
@@ -51,6 +52,15 @@ dep() { curl -s -XPOST "http://127.0.0.1:$port/v1/ledger/deposits" -H "Authoriza
 ws=""
 for t in "${ts[@]:0:$tenants}"; do ws="$ws${ws:+,}$(dep "$t")"; done
 "$build/bin/bench-ledger" http "http://127.0.0.1:$port" "$key" "$ws" "$conns" "$secs"
+# 3b. the same requests from wrk (a much lighter client than 64 curl threads)
+if command -v wrk >/dev/null; then
+    LEDGER_KEY=$key LEDGER_WALLETS=$ws wrk -t2 -c"$conns" -d"${secs}s" -s "$here/ledger_bench.lua" \
+        "http://127.0.0.1:$port" >"$work/wrk.out" 2>&1 || true
+    awk -v c="$conns" '
+        /requests in/ { req = $1; t = $4; sub(/s,?$/, "", t) }
+        /Non-2xx/     { bad = $5 }
+        END { if (t > 0) printf "{\"bench\":\"http_single_transfer_wrk\",\"connections\":%d,\"ok\":%d,\"failed\":%d,\"per_s\":%.0f}\n", c, req - bad, bad, (req - bad) / t }' "$work/wrk.out"
+fi
 kill -TERM $pid; wait $pid || true
 $T verify
 
