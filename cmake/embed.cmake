@@ -23,6 +23,10 @@ embed_one("${LATENCY}" latency_data chunk)
 string(APPEND src "${chunk}")
 string(APPEND src "const struct embedded_file tally_latency = {\"latency.csv\", latency_data, ${chunk_len}};\n\n")
 
+embed_one("${DASHBOARD}" dashboard_data chunk)
+string(APPEND src "${chunk}")
+string(APPEND src "const struct embedded_file tally_dashboard = {\"dashboard.html\", dashboard_data, ${chunk_len}};\n\n")
+
 string(REPLACE "|" ";" MIGRATIONS "${MIGRATIONS}")
 list(SORT MIGRATIONS)
 set(table "")

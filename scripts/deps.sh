@@ -8,6 +8,8 @@ PKGS=(gcc make cmake pkg-config libevent-dev libpq-dev libjansson-dev libsodium-
       clang-format cppcheck)
 if [ "${TALLY_DEPS_BENCH:-0}" = 1 ]; then PKGS+=(wrk); fi
 if [ "${TALLY_DEPS_FUZZ:-0}" = 1 ]; then PKGS+=(clang libclang-rt-14-dev); fi
+# headless browser for tests/e2e/test_dashboard.c (scripts/test.sh sets this)
+if [ "${TALLY_DEPS_BROWSER:-0}" = 1 ]; then PKGS+=(chromium chromium-driver fonts-dejavu-core); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

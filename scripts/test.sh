@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 jobs=$(nproc)
 
-bash scripts/deps.sh
+# the dashboard test needs a headless browser (TALLY_DEPS_BROWSER=0 to skip installing it)
+TALLY_DEPS_BROWSER=${TALLY_DEPS_BROWSER:-1} bash scripts/deps.sh
 
 echo "== build (RelWithDebInfo)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTALLY_BUILD_TESTS=ON >/dev/null

@@ -48,6 +48,15 @@ void h_offers_publish(http_ctx *c);
 void h_offers_health(http_ctx *c);
 void h_resolve(http_ctx *c);
 
+/* handlers_invoices.c, handlers_dashboard.c */
+void h_invoices_close(http_ctx *c);
+void h_invoices_list(http_ctx *c);
+void h_invoices_get(http_ctx *c);
+void h_invoices_finalize(http_ctx *c);
+void h_invoices_credit_note(http_ctx *c);
+void h_dashboard_page(http_ctx *c);
+void h_dashboard_data(http_ctx *c);
+
 #include "handlers_ledger.h"
 #include "handlers_market.h"
 #include "handlers_pricing.h"
