@@ -42,9 +42,11 @@ int order_transition_ok(order_state from, order_state to)
     case ORDER_PENDING:
         return to == ORDER_PLACED || to == ORDER_REJECTED;
     case ORDER_PLACED:
-    case ORDER_RUNNING:
         return to == ORDER_RUNNING || to == ORDER_COMPLETED || to == ORDER_FAILED ||
-               to == ORDER_CANCELLED || to == ORDER_MIGRATING;
+               to == ORDER_CANCELLED || to == ORDER_MIGRATING || to == ORDER_MIGRATED;
+    case ORDER_RUNNING:
+        return to == ORDER_COMPLETED || to == ORDER_FAILED || to == ORDER_CANCELLED ||
+               to == ORDER_MIGRATING;
     case ORDER_MIGRATING:
         return to == ORDER_MIGRATED || to == ORDER_RUNNING || to == ORDER_COMPLETED ||
                to == ORDER_FAILED || to == ORDER_CANCELLED;

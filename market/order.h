@@ -4,12 +4,14 @@
  * States and the transitions allowed between them:
  *
  *   pending  -> placed | rejected            (the ledger hold succeeded or not)
- *   placed   -> running | completed | failed | cancelled | migrating
+ *   placed   -> running | completed | failed | cancelled | migrating | migrated
  *   running  -> completed | failed | cancelled | migrating
  *   migrating -> migrated | running | completed | failed | cancelled
  *
  * completed, failed, cancelled, migrated and rejected are final: the hold is
  * closed (what was used captured, the rest released) and nothing changes again.
+ * placed -> migrated is failover's: the order was placed again elsewhere
+ * before it started (server/market_failover.c).
  */
 #ifndef TALLY_MARKET_ORDER_H
 #define TALLY_MARKET_ORDER_H

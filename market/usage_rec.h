@@ -101,8 +101,8 @@ int usage_span_overlaps(const usage_span *spans, size_t n, int64_t s, int64_t e)
  * usage_window_check - the record's interval against its order: it may start
  * no earlier than the order's start and end no later than the order's
  * reserved end plus an overrun of one reserved length (a job may run up to
- * twice its p90 estimate), and never after now; each bound tolerates
- * USAGE_CLOCK_SKEW_MS of clock skew. USAGE_OK, USAGE_OUTSIDE_WINDOW
+ * twice its p90 estimate), and never after now; the start and the "now"
+ * bounds tolerate USAGE_CLOCK_SKEW_MS of clock skew. USAGE_OK, USAGE_OUTSIDE_WINDOW
  * or USAGE_IN_FUTURE.
  */
 usage_reason usage_window_check(int64_t order_start_ms, int64_t order_end_ms, int64_t start_ms,

@@ -89,7 +89,8 @@ CREATE TABLE orders (
     priced_micros    bigint NOT NULL CHECK (priced_micros >= 0),
     hold_micros      bigint NOT NULL CHECK (hold_micros >= priced_micros),
     hold_id          text,
-    captured_micros  bigint NOT NULL DEFAULT 0 CHECK (captured_micros >= 0),
+    captured_micros  bigint NOT NULL DEFAULT 0 CHECK (captured_micros >= 0), -- from the hold
+    refunded_micros  bigint NOT NULL DEFAULT 0 CHECK (refunded_micros >= 0), -- reversed usage
     fee_micros       bigint NOT NULL DEFAULT 0 CHECK (fee_micros >= 0),
     used_mcu         bigint NOT NULL DEFAULT 0,
     used_device_ms   bigint NOT NULL DEFAULT 0,

@@ -71,6 +71,9 @@ static void parse_item(json_t *v, usage_item *it)
     }
     snprintf(it->key_id, sizeof it->key_id, "%s", json_string_value(kid));
     snprintf(it->sig, sizeof it->sig, "%s", json_string_value(sig));
+    for (char *p = it->sig; *p; p++) /* hex is case-insensitive; stored in lower case */
+        if (*p >= 'A' && *p <= 'F')
+            *p = (char)(*p - 'A' + 'a');
     if (!json_object_get(v, "record")) {
         snprintf(it->detail, sizeof it->detail, "'record' is required");
         return;

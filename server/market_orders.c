@@ -81,7 +81,10 @@ json_t *market_order_json(PGresult *r, int row)
     json_object_set_new(o, "hold",
                         json_pack("{s:o, s:o}", "id", V(20)[0] ? json_string(V(20)) : json_null(),
                                   "amount", ledger_money_json(I(19))));
+    /* captured from the hold (gross), refunded for reversed usage, and what that leaves */
     json_object_set_new(o, "captured", ledger_money_json(I(21)));
+    json_object_set_new(o, "refunded", ledger_money_json(I(30)));
+    json_object_set_new(o, "charged", ledger_money_json(I(21) - I(30)));
     json_object_set_new(o, "platform_fee", ledger_money_json(I(22)));
     json_object_set_new(o, "used", json_pack("{s:I, s:I}", "mcu", I(23), "device_ms", I(24)));
     json_object_set_new(o, "placement", json_loads(V(25), 0, NULL));
@@ -145,6 +148,7 @@ static int answer(db_conn *db, const char *id, int *status, json_t **body)
         json_decref(*body);
         *body = problem_build(PROB_IDEMPOTENCY_IN_FLIGHT,
                               "the order is still being placed; retry shortly", NULL, NULL);
+        json_object_set_new(*body, "order_id", json_string(id));
         *status = 409;
     } else if (!strcmp(state, "rejected")) {
         json_t *ev = json_array_get(json_object_get(*body, "events"), 1);
@@ -181,7 +185,7 @@ static int replay(db_conn *db, const market_job *j, const char *key, const char 
         PQclear(r);
         return 0;
     }
-    if (strcmp(PQgetvalue(r, 0, 30), hash) != 0) {
+    if (strcmp(PQgetvalue(r, 0, 31), hash) != 0) {
         PQclear(r);
         *status = 422;
         *body = problem_build(PROB_IDEMPOTENCY_REUSE,

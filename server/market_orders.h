@@ -140,7 +140,7 @@ int market_order_place(struct tally_server *srv, db_conn *db, const market_job *
     "coalesce(o.hold_id, ''), o.captured_micros, o.fee_micros, o.used_mcu, o.used_device_ms, "     \
     "o.placement::text, (extract(epoch FROM o.created_at) * 1000)::bigint, "                       \
     "(extract(epoch FROM o.updated_at) * 1000)::bigint, o.utilisation_ppm, "                       \
-    "coalesce(o.replaces, '')"
+    "coalesce(o.replaces, ''), o.refunded_micros"
 
 /* market_order_json - row i as the API shows an order (new reference). */
 json_t *market_order_json(PGresult *r, int i);

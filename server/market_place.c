@@ -127,10 +127,13 @@ static int estimate(db_conn *db, const market_job *j, market_cand *c)
 
     estimates_keys(j->tenant, cu_class_name(j->profile.cls), c->device, j->count, keys);
     memcpy(q.keys, keys, sizeof keys);
-    if (j->work_mcu > 0)
-        q.prior_s = (c->p50_ms + 999) / 1000;
-    else
-        q.user_s = (c->p50_ms + 999) / 1000;
+    c->start_ms = j->start_ms;
+    if (j->work_mcu == 0) { /* a reservation for wall_ms: that is the window, not a guess */
+        c->p90_ms = c->p50_ms;
+        c->end_ms = j->start_ms + c->p90_ms;
+        return DB_OK;
+    }
+    q.prior_s = (c->p50_ms + 999) / 1000;
     if ((rc = estimates_load(db, keys, 0, &st)) != DB_OK)
         return rc;
     if (est_predict(st, &q, &res) == EST_OK && res.p50_s > 0) {
@@ -557,6 +560,28 @@ static int load_candidates(db_conn *db, const market_job *j, const quote_lock *q
     return DB_OK;
 }
 
+static const char sql_tenant[] =
+    "SELECT 1 FROM accounts WHERE id = $1 AND role = 'tenant' AND disabled_at IS NULL";
+
+/* The order's tenant must be a live tenant account (an admin may name any). 0, 422, or a db_status.
+ */
+static int check_tenant(db_conn *db, const market_job *j, json_t **problem)
+{
+    const char *p[] = {j->tenant};
+    PGresult *r = db_exec(db, sql_tenant, 1, p);
+    int ok;
+
+    if (!r)
+        return db_last_status(db);
+    ok = PQntuples(r) == 1;
+    PQclear(r);
+    if (ok)
+        return 0;
+    *problem =
+        problem_build(PROB_UNKNOWN_ACCOUNT, "no tenant account with this id", "tenant", NULL);
+    return 422;
+}
+
 int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j,
                       market_cand **cands, size_t *n, char *scheduler, size_t schedlen,
                       json_t **problem)
@@ -567,6 +592,8 @@ int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j
 
     *cands = NULL;
     *n = 0;
+    if ((rc = check_tenant(db, j, problem)) != 0)
+        return rc;
     if (j->quote_id[0] && (rc = load_quote(db, j, &q, problem)) != 0)
         return rc;
     if ((rc = load_candidates(db, j, &q, cands, n)) != DB_OK)

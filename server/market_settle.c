@@ -29,7 +29,7 @@ static const char sql_load[] =
  * replays it (same transaction), so the mark is restored. */
 static const char sql_posted[] =
     "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
-    "UPDATE settlements SET state = 'posted', txn_id = $2, updated_at = now() "
+    "UPDATE settlements SET state = 'posted', txn_id = NULLIF($2, ''), updated_at = now() "
     "FROM cfg WHERE id = $1 AND state = 'pending'";
 static const char sql_failed[] = "UPDATE settlements SET state = 'failed', problem = $2::jsonb, "
                                  "updated_at = now() WHERE id = $1 AND state = 'pending'";
@@ -191,6 +191,16 @@ static int record_failed(db_conn *db, const char *sid, const char *kind, const c
     return rc;
 }
 
+/* A release of a hold that usage captured in full: nothing was left to release. */
+static int nothing_left(const char *kind, const ledger_op *op)
+{
+    const char *type = json_string_value(json_object_get(op->body, "type"));
+    size_t n = type ? strlen(type) : 0;
+
+    return !strcmp(kind, "release") && op->status == 409 && n >= 11 &&
+           !strcmp(type + n - 11, "hold-closed");
+}
+
 static void fill_out(market_settle_out *o, const ledger_op *op)
 {
     json_t *id = json_object_get(op->body, "id");
@@ -220,7 +230,7 @@ static int record_all(db_conn *db, PGresult *r, ledger_op **ops, const char *con
             json_decref(noh);
             continue;
         }
-        if (ops[i]->status >= 200 && ops[i]->status < 300)
+        if ((ops[i]->status >= 200 && ops[i]->status < 300) || nothing_left(kind, ops[i]))
             rc = record_posted(db, sid, kind, order, ops[i]);
         else if (ops[i]->status >= 400)
             rc = record_failed(db, sid, kind, order, ops[i]->body);

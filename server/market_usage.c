@@ -6,6 +6,7 @@
  * record of that tenant, policy version and period left behind (row-locked).
  */
 #include "ids.h"
+#include "ledger_copy.h"
 #include "log.h"
 #include "market_settle.h"
 #include "market_usage.h"
@@ -657,49 +658,81 @@ static int reverse_all(ubatch *b)
 
 /* ---- writing ------------------------------------------------------------------------------ */
 
-static const char sql_insert[] =
-    "INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, count, start_at, "
+/* Accepted records stream in as binary COPY: no SQL text or JSON to parse per row. */
+static const char sql_copy[] =
+    "COPY usage_records (id, provider_id, record_id, order_id, device_id, count, start_at, "
     "end_at, start_ms, end_ms, work_mcu, mcu, device_ms, currency, amount_micros, fee_micros, "
     "period, billed_period, lines, key_id, signature, canonical, record_hash, batch_id, "
-    "settlement_id, reverses) "
-    "SELECT id, $1, rid, oid, dev, cnt, to_timestamp(s / 1000.0), to_timestamp(e / 1000.0), s, e, "
-    "NULLIF(w, -1), m, dms, cur, amt, fee, per, per, coalesce(ln, '[]'::jsonb), kid, sig, can, "
-    "h, $2, stl, NULLIF(rev, '') FROM json_to_recordset($3::json) AS x(id text, rid text, "
-    "oid text, dev text, cnt integer, s bigint, e bigint, w bigint, m bigint, dms bigint, "
-    "cur text, amt bigint, fee bigint, per text, ln jsonb, kid text, sig text, can text, h text, "
-    "stl text, rev text)";
+    "settlement_id, reverses) FROM STDIN (FORMAT binary)";
+#define COPY_FIELDS 26
+#define PG_EPOCH_MS INT64_C(946684800000) /* 2000-01-01T00:00:00Z, binary timestamptz's zero */
+
+static void copy_jsonb(ledger_copy *c, const json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT);
+    size_t n = text ? strlen(text) : 2;
+    unsigned char *buf = malloc(n + 1);
+
+    if (buf) { /* jsonb's binary form: version 1, then the text */
+        buf[0] = 1;
+        memcpy(buf + 1, text ? text : "[]", n);
+        ledger_copy_bytes(c, buf, n + 1);
+    } else {
+        c->oom = true;
+    }
+    free(buf);
+    free(text);
+}
+
+static void copy_row(ledger_copy *c, const ubatch *b, const usage_item *it, const uorder *o)
+{
+    const usage_rec *r = &it->rec;
+    char per[8];
+
+    timefmt_period(r->start_ms, per);
+    ledger_copy_row(c, COPY_FIELDS);
+    ledger_copy_text(c, it->usage_id);
+    ledger_copy_text(c, b->provider);
+    ledger_copy_text(c, r->record_id);
+    ledger_copy_text(c, r->order_id);
+    ledger_copy_text(c, r->device);
+    ledger_copy_i32(c, (int32_t)r->count);
+    ledger_copy_i64(c, (r->start_ms - PG_EPOCH_MS) * 1000);
+    ledger_copy_i64(c, (r->end_ms - PG_EPOCH_MS) * 1000);
+    ledger_copy_i64(c, r->start_ms);
+    ledger_copy_i64(c, r->end_ms);
+    if (r->work_mcu >= 0)
+        ledger_copy_i64(c, r->work_mcu);
+    else
+        ledger_copy_text_or_null(c, NULL); /* a NULL is typeless in binary COPY */
+    ledger_copy_i64(c, it->mcu);
+    ledger_copy_i64(c, (it->amount < 0 ? -1 : 1) * r->count * (r->end_ms - r->start_ms));
+    ledger_copy_text(c, it->currency);
+    ledger_copy_i64(c, it->amount);
+    ledger_copy_i64(c, it->fee);
+    ledger_copy_text(c, per);
+    ledger_copy_text(c, per);
+    copy_jsonb(c, it->lines);
+    ledger_copy_text(c, it->key_id);
+    ledger_copy_text(c, it->sig);
+    ledger_copy_text(c, r->canonical);
+    ledger_copy_text(c, r->hash_hex);
+    ledger_copy_text(c, b->batch_id);
+    ledger_copy_text(c, r->reverses[0] ? o->refund_stl : o->capture_stl);
+    ledger_copy_text_or_null(c, r->reverses);
+}
+
 static const char sql_settle[] =
     "INSERT INTO settlements (id, order_id, kind, amount, fee, state) VALUES ($1, $2, $3, $4, $5, "
     "'pending')";
 static const char sql_order_add[] =
-    "UPDATE orders SET captured_micros = captured_micros + $2 - $6, fee_micros = fee_micros + $3 - "
+    "UPDATE orders SET captured_micros = captured_micros + $2, refunded_micros = refunded_micros + "
+    "$6, fee_micros = fee_micros + $3 - "
     "$7, used_mcu = used_mcu + $4, used_device_ms = used_device_ms + $5, state = CASE WHEN state = "
     "'placed' THEN 'running' ELSE state END, updated_at = now() WHERE id = $1";
 static const char sql_order_run[] =
     "INSERT INTO order_events (order_id, from_state, to_state, actor, detail) VALUES ($1, "
     "'placed', 'running', $2, '{\"reason\": \"first usage accepted\"}'::jsonb)";
-
-static json_t *row_json(const usage_item *it, const uorder *o)
-{
-    char per[8];
-    json_t *row;
-
-    timefmt_period(it->rec.start_ms, per);
-    row = json_pack(
-        "{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:s, s:I, s:I, s:s, s:s, "
-        "s:s, s:s, s:s, s:s, s:s}",
-        "id", it->usage_id, "rid", it->rec.record_id, "oid", it->rec.order_id, "dev",
-        it->rec.device, "cnt", (json_int_t)it->rec.count, "s", (json_int_t)it->rec.start_ms, "e",
-        (json_int_t)it->rec.end_ms, "w", (json_int_t)it->rec.work_mcu, "m", (json_int_t)it->mcu,
-        "dms",
-        (json_int_t)(it->amount < 0 ? -1 : 1) * it->rec.count * (it->rec.end_ms - it->rec.start_ms),
-        "cur", it->currency, "amt", (json_int_t)it->amount, "fee", (json_int_t)it->fee, "per", per,
-        "kid", it->key_id, "sig", it->sig, "can", it->rec.canonical, "h", it->rec.hash_hex, "stl",
-        it->rec.reverses[0] ? o->refund_stl : o->capture_stl, "rev", it->rec.reverses);
-    if (row && it->lines)
-        json_object_set(row, "ln", it->lines);
-    return row;
-}
 
 static int write_orders(ubatch *b)
 {
@@ -758,14 +791,14 @@ static int write_states(ubatch *b)
 
 static int write_all(ubatch *b)
 {
-    json_t *rows = json_array();
-    char *text;
-    int rc, any = 0;
+    ledger_copy c;
+    int rc;
 
     for (size_t i = 0; i < b->norders; i++) {
         ids_new(b->orders[i].capture_stl, sizeof b->orders[i].capture_stl, "stl");
         ids_new(b->orders[i].refund_stl, sizeof b->orders[i].refund_stl, "stl");
     }
+    ledger_copy_init(&c);
     for (size_t i = 0; i < b->n; i++) {
         usage_item *it = &b->items[i];
         uorder *o = find_order(b, it->rec.order_id);
@@ -773,22 +806,10 @@ static int write_all(ubatch *b)
             continue;
         snprintf(it->settlement_id, sizeof it->settlement_id, "%s",
                  it->rec.reverses[0] ? o->refund_stl : o->capture_stl);
-        json_array_append_new(rows, row_json(it, o));
-        any = 1;
+        copy_row(&c, b, it, o);
     }
-    if (!any) {
-        json_decref(rows);
-        return DB_OK;
-    }
-    text = json_dumps(rows, JSON_COMPACT);
-    json_decref(rows);
-    if (!text)
-        return DB_FAILED;
-    {
-        const char *p[] = {b->provider, b->batch_id, text};
-        rc = db_command(b->db, sql_insert, 3, p);
-    }
-    free(text);
+    rc = c.rows ? ledger_copy_send(b->db, sql_copy, &c) : DB_OK;
+    ledger_copy_free(&c);
     if (rc == DB_OK)
         rc = write_orders(b);
     if (rc == DB_OK)

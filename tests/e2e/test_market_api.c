@@ -295,9 +295,17 @@ Test(market_api, whole_life_agrees_to_the_micro_unit)
     cr_assert_str_eq(result(&r, 3, "reason"), "bad_signature", "%s", r.body);
     http_resp_free(&r);
 
-    /* batch 3: one more record and the reversal of r3 */
-    b = json_pack("[o, o]", item("r4", order, t0 + 30000, t0 + 40000, NULL, 0),
-                  item("r3-rev", order, t0 + 20000, t0 + 30000, "r3", 0));
+    /* batch 3: one more record (its signature in upper-case hex) and the reversal of r3 */
+    {
+        json_t *r4 = item("r4", order, t0 + 30000, t0 + 40000, NULL, 0);
+        char up[129];
+        snprintf(up, sizeof up, "%s", sv(r4, "signature"));
+        for (char *p = up; *p; p++)
+            if (*p >= 'a' && *p <= 'f')
+                *p = (char)(*p - 'a' + 'A');
+        json_object_set_new(r4, "signature", json_string(up));
+        b = json_pack("[o, o]", r4, item("r3-rev", order, t0 + 20000, t0 + 30000, "r3", 0));
+    }
     r = report(b, key(prov));
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_str_eq(result(&r, 0, "status"), "accepted", "%s", r.body);
@@ -323,7 +331,9 @@ Test(market_api, whole_life_agrees_to_the_micro_unit)
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_str_eq(sv(r.json, "state"), "completed", "%s", r.body);
     /* r1 + r2 + r3 + r4 - r3 = 3 records */
-    cr_assert_str_eq(sv(r.json, "captured"), "0.240000", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "captured"), "0.320000", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "refunded"), "0.080000", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "charged"), "0.240000", "%s", r.body);
     cr_assert_str_eq(sv(r.json, "platform_fee"), "0.012000", "%s", r.body);
     cr_assert_eq(json_array_size(json_object_get(r.json, "events")), 4, "%s", r.body);
     http_resp_free(&r);
@@ -431,6 +441,16 @@ Test(market_api, isolation_funds_and_feasibility)
     r = post("/v1/placements", key(ten), NULL, body);
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_eq(json_array_size(json_object_get(r.json, "ranked")), 0, "%s", r.body);
+    http_resp_free(&r);
+
+    /* an admin may order for a tenant, not for a provider or an unknown account */
+    snprintf(body, sizeof body,
+             "{\"tenant\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,"
+             "\"profile\":\"llm-train\",\"wall_ms\":60000}",
+             sv(prov, "id"));
+    r = post("/v1/orders", srv.admin_key, NULL, body);
+    cr_assert_eq(r.status, 422, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "field"), "tenant", "%s", r.body);
     http_resp_free(&r);
 
     /* bad input */

@@ -131,6 +131,8 @@ Test(market_order, transitions)
     cr_assert_not(order_transition_ok(ORDER_PENDING, ORDER_RUNNING));
     cr_assert(order_transition_ok(ORDER_PLACED, ORDER_CANCELLED));
     cr_assert(order_transition_ok(ORDER_RUNNING, ORDER_MIGRATING));
+    cr_assert_not(order_transition_ok(ORDER_RUNNING, ORDER_RUNNING), "started twice");
+    cr_assert(order_transition_ok(ORDER_PLACED, ORDER_MIGRATED), "failover");
     cr_assert(order_transition_ok(ORDER_MIGRATING, ORDER_RUNNING));
     cr_assert_not(order_transition_ok(ORDER_COMPLETED, ORDER_RUNNING), "final stays final");
     cr_assert_not(order_transition_ok(ORDER_CANCELLED, ORDER_CANCELLED));
