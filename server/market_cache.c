@@ -17,7 +17,11 @@
 #include "log.h"
 #include "timefmt.h"
 
+#include <arpa/inet.h>
+#include <event2/dns.h>
+#include <event2/util.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,6 +53,24 @@ struct mc_staged {
     struct mc_entry entry;
 };
 
+/* A published endpoint given as a DNS name, and the address it resolved to. */
+struct mc_name {
+    struct mc_name *next;
+    char id[48];
+    char endpoint[264];                    /* as published: "name:port" */
+    char resolved[PROBE_ENDPOINT_MAX + 1]; /* "ip:port" / "[ip6]:port", "" until resolved */
+    int pending;
+    int64_t failed_at_ms; /* 0, or when the last resolution failed (retried after 30 s) */
+};
+
+/* An outstanding asynchronous resolution (evdns_getaddrinfo's argument). */
+struct mc_dns_req {
+    struct mc_dns_req *next;
+    market_cache *mc;
+    char id[48], endpoint[264], host[254];
+    int port;
+};
+
 struct market_cache {
     pthread_rwlock_t lock;
     struct mc_snap *snap;
@@ -60,6 +82,10 @@ struct market_cache {
     struct mc_staged *staged;
     market_health_fn on_health;
     void *on_health_arg;
+    struct evdns_base *dns;     /* resolves DNS-name endpoints on the probe loop */
+    pthread_mutex_t names_lock; /* guards names and reqs */
+    struct mc_name *names;
+    struct mc_dns_req *reqs;
 };
 
 /* ---- snapshots ------------------------------------------------------------------- */
@@ -288,6 +314,7 @@ market_cache *market_cache_new(metering_cache *metering)
         return NULL;
     pthread_rwlock_init(&mc->lock, NULL);
     pthread_mutex_init(&mc->stage_lock, NULL);
+    pthread_mutex_init(&mc->names_lock, NULL);
     mc->metering = metering;
     return mc;
 }
@@ -302,7 +329,18 @@ void market_cache_free(market_cache *mc)
         free(s->entry.doc);
         free(s);
     }
+    while (mc->names) {
+        struct mc_name *n = mc->names;
+        mc->names = n->next;
+        free(n);
+    }
+    while (mc->reqs) { /* resolutions cancelled at shutdown never called back */
+        struct mc_dns_req *q = mc->reqs;
+        mc->reqs = q->next;
+        free(q);
+    }
     snap_free(mc->snap);
+    pthread_mutex_destroy(&mc->names_lock);
     pthread_mutex_destroy(&mc->stage_lock);
     pthread_rwlock_destroy(&mc->lock);
     free(mc);
@@ -331,12 +369,20 @@ static void on_probe_change(void *arg, const probe_state *st)
 
 static void probes_sync(market_cache *mc);
 
-void market_cache_attach_probes(market_cache *mc, probe_engine *eng)
+void market_cache_attach_probes(market_cache *mc, probe_engine *eng, struct event_base *base)
 {
-    if (mc->probes && !eng)
+    if (mc->probes && !eng) {
         probe_engine_on_change(mc->probes, NULL, NULL);
+        if (mc->dns)
+            evdns_base_free(mc->dns, 0); /* pending resolutions are dropped, not called */
+        mc->dns = NULL;
+    }
     mc->probes = eng;
     if (eng) {
+        /* /etc/resolv.conf and /etc/hosts; without them only numeric endpoints are probed */
+        mc->dns = base ? evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS) : NULL;
+        if (!mc->dns && base && (mc->dns = evdns_base_new(base, 0)))
+            evdns_base_load_hosts(mc->dns, NULL);
         probe_engine_on_change(eng, on_probe_change, mc);
         probes_sync(mc);
     }
@@ -348,29 +394,177 @@ void market_cache_on_health_change(market_cache *mc, market_health_fn fn, void *
     __atomic_store_n(&mc->on_health, fn, __ATOMIC_RELEASE);
 }
 
-static int probeable(const char *endpoint)
+/* ---- DNS-name endpoints: resolved asynchronously (evdns) on the probe loop ---------- */
+
+static struct mc_name *name_find(market_cache *mc, const char *id)
 {
-    market_endpoint ep;
-    return endpoint_parse(endpoint, &ep, NULL, 0) == 0 && ep.kind != ENDPOINT_NAME;
+    struct mc_name *n;
+
+    for (n = mc->names; n && strcmp(n->id, id) != 0; n = n->next)
+        ;
+    return n;
 }
 
-/* Make the probe engine probe exactly the published offers' numeric endpoints. */
+/* Completion of a resolution (on the probe loop, or at once on the caller's thread
+ * for /etc/hosts answers): keep the first IPv4 address (else IPv6) and probe it. */
+static void dns_done(int err, struct evutil_addrinfo *res, void *arg)
+{
+    struct mc_dns_req *q = arg, **pp;
+    market_cache *mc = q->mc;
+    const struct evutil_addrinfo *a, *pick = NULL;
+    char ip[64] = "", text[PROBE_ENDPOINT_MAX + 1] = "", perr[160];
+    struct mc_name *n;
+
+    for (a = res; a; a = a->ai_next)
+        if (!pick || (a->ai_family == AF_INET && pick->ai_family != AF_INET))
+            pick = a;
+    if (pick && pick->ai_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)pick->ai_addr)->sin_addr, ip, sizeof ip);
+    else if (pick && pick->ai_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)pick->ai_addr)->sin6_addr, ip,
+                  sizeof ip);
+    if (ip[0])
+        snprintf(text, sizeof text, strchr(ip, ':') ? "[%s]:%d" : "%s:%d", ip, q->port);
+    if (res)
+        evutil_freeaddrinfo(res);
+    pthread_mutex_lock(&mc->names_lock);
+    for (pp = &mc->reqs; *pp && *pp != q; pp = &(*pp)->next)
+        ;
+    if (*pp)
+        *pp = q->next;
+    if ((n = name_find(mc, q->id)) && !strcmp(n->endpoint, q->endpoint)) {
+        n->pending = 0;
+        snprintf(n->resolved, sizeof n->resolved, "%s", text);
+        n->failed_at_ms = text[0] ? 0 : timefmt_now_ms();
+    } else {
+        text[0] = '\0'; /* withdrawn or changed meanwhile: nothing to probe */
+        err = 0;
+    }
+    pthread_mutex_unlock(&mc->names_lock);
+    if (!text[0] && err)
+        log_warn("market", "cannot resolve %s for offer %s: %s", q->host, q->id,
+                 evutil_gai_strerror(err));
+    else if (text[0] && mc->probes &&
+             probe_engine_set(mc->probes, q->id, text, perr, sizeof perr) != 0)
+        log_warn("market", "cannot probe %s at %s: %s", q->id, text, perr);
+    free(q);
+}
+
+/*
+ * The address to probe for a DNS-name endpoint of offer o, or NULL while it is
+ * being resolved (a resolution is queued on *todo when none is pending).
+ */
+static const char *name_target(market_cache *mc, const market_offer *o, struct mc_dns_req **todo,
+                               char *buf, size_t cap)
+{
+    struct mc_name *n;
+    const char *out = NULL;
+    int start = 0;
+
+    pthread_mutex_lock(&mc->names_lock);
+    n = name_find(mc, o->id);
+    if (!n && (n = calloc(1, sizeof *n))) {
+        n->next = mc->names;
+        mc->names = n;
+        snprintf(n->id, sizeof n->id, "%s", o->id);
+    }
+    if (n && strcmp(n->endpoint, o->endpoint) != 0) { /* new, or the endpoint changed */
+        snprintf(n->endpoint, sizeof n->endpoint, "%s", o->endpoint);
+        n->resolved[0] = '\0';
+        n->pending = 0;
+        n->failed_at_ms = 0;
+    }
+    if (n && n->resolved[0])
+        out = snprintf(buf, cap, "%s", n->resolved) > 0 ? buf : NULL;
+    else if (n && !n->pending && (!n->failed_at_ms || timefmt_now_ms() - n->failed_at_ms > 30000))
+        start = n->pending = 1;
+    pthread_mutex_unlock(&mc->names_lock);
+    if (start) {
+        market_endpoint ep;
+        struct mc_dns_req *q = calloc(1, sizeof *q);
+        if (q && endpoint_parse(o->endpoint, &ep, NULL, 0) == 0) {
+            q->mc = mc;
+            q->port = ep.port;
+            snprintf(q->id, sizeof q->id, "%s", o->id);
+            snprintf(q->endpoint, sizeof q->endpoint, "%s", o->endpoint);
+            snprintf(q->host, sizeof q->host, "%s", ep.host);
+            q->next = *todo;
+            *todo = q;
+        } else {
+            free(q);
+        }
+    }
+    return out;
+}
+
+/* Start the queued resolutions (no lock held: a hosts-file answer calls back at once). */
+static void dns_start(market_cache *mc, struct mc_dns_req *todo)
+{
+    while (todo) {
+        struct mc_dns_req *q = todo;
+        struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        todo = q->next;
+        pthread_mutex_lock(&mc->names_lock);
+        q->next = mc->reqs;
+        mc->reqs = q;
+        pthread_mutex_unlock(&mc->names_lock);
+        if (!mc->dns || !evdns_getaddrinfo(mc->dns, q->host, NULL, &hints, dns_done, q)) {
+            if (!mc->dns)
+                dns_done(EVUTIL_EAI_FAIL, NULL, q);
+            /* else: answered already (dns_done ran) or will call back later */
+        }
+    }
+}
+
+/* Forget the names of offers no longer published (caller holds mc->lock). */
+static void names_prune(market_cache *mc)
+{
+    struct mc_name **pp, *n;
+
+    pthread_mutex_lock(&mc->names_lock);
+    for (pp = &mc->names; (n = *pp);) {
+        if (snap_find_id(mc->snap, n->id)) {
+            pp = &n->next;
+            continue;
+        }
+        *pp = n->next;
+        free(n);
+    }
+    pthread_mutex_unlock(&mc->names_lock);
+}
+
+/* What the engine should probe for offer o (NULL: nothing yet). */
+static const char *probe_target(market_cache *mc, const market_offer *o, struct mc_dns_req **todo,
+                                char *buf, size_t cap)
+{
+    market_endpoint ep;
+
+    if (endpoint_parse(o->endpoint, &ep, NULL, 0) != 0)
+        return NULL;
+    if (ep.kind != ENDPOINT_NAME)
+        return o->endpoint;
+    return name_target(mc, o, todo, buf, cap);
+}
+
+/* Make the probe engine probe exactly the published offers' endpoints (names
+ * through their resolved address). */
 static void probes_sync(market_cache *mc)
 {
     probe_state *cur = NULL;
+    struct mc_dns_req *todo = NULL;
     long n;
-    char err[160];
+    char err[160], buf[PROBE_ENDPOINT_MAX + 1];
 
     if (!mc->probes || (n = probe_engine_snapshot(mc->probes, &cur)) < 0)
         return;
     pthread_rwlock_rdlock(&mc->lock);
-    for (long k = 0; k < n; k++) { /* withdrawn, changed to a name, or gone */
-        const struct mc_entry *e = snap_find_id(mc->snap, cur[k].id);
-        if (!e || !probeable(e->o.endpoint))
+    for (long k = 0; k < n; k++) { /* withdrawn or gone */
+        if (!snap_find_id(mc->snap, cur[k].id))
             probe_engine_remove(mc->probes, cur[k].id);
     }
     for (size_t i = 0; mc->snap && i < mc->snap->n; i++) {
         const market_offer *o = &mc->snap->e[i].o;
+        const char *target = probe_target(mc, o, &todo, buf, sizeof buf);
         long lo = 0, hi = n;
         while (lo < hi) { /* the snapshot is sorted by id */
             long mid = lo + (hi - lo) / 2;
@@ -379,14 +573,20 @@ static void probes_sync(market_cache *mc)
             else
                 hi = mid;
         }
-        if (lo < n && !strcmp(cur[lo].id, o->id) && !strcmp(cur[lo].endpoint, o->endpoint))
+        if (!target) { /* a name being resolved: nothing (or no longer the old address) */
+            if (lo < n && !strcmp(cur[lo].id, o->id))
+                probe_engine_remove(mc->probes, o->id);
             continue;
-        if (probeable(o->endpoint) &&
-            probe_engine_set(mc->probes, o->id, o->endpoint, err, sizeof err) != 0)
-            log_warn("market", "cannot probe %s at %s: %s", o->id, o->endpoint, err);
+        }
+        if (lo < n && !strcmp(cur[lo].id, o->id) && !strcmp(cur[lo].endpoint, target))
+            continue;
+        if (probe_engine_set(mc->probes, o->id, target, err, sizeof err) != 0)
+            log_warn("market", "cannot probe %s at %s: %s", o->id, target, err);
     }
+    names_prune(mc);
     pthread_rwlock_unlock(&mc->lock);
     free(cur);
+    dns_start(mc, todo);
 }
 
 int market_cache_health(market_cache *mc, const char *offer_id, probe_state *out)

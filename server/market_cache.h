@@ -18,8 +18,8 @@
  * snapshot outside the lock and swap it in.
  *
  * Health comes from the probe engine (server/probe.h) once attached: every
- * published offer's numeric endpoint is probed under the offer's id, withdrawn
- * offers stop being probed.
+ * published offer's endpoint is probed under the offer's id (a DNS name through
+ * its resolved address), withdrawn offers stop being probed.
  */
 #ifndef TALLY_MARKET_CACHE_H
 #define TALLY_MARKET_CACHE_H
@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+
+struct event_base;
 
 #define MARKET_MAX_RESIDENCY 16
 #define MARKET_TAG_MAX 32
@@ -74,11 +76,14 @@ void market_cache_free(market_cache *mc);
 
 /*
  * market_cache_attach_probes - probe every published offer's endpoint with eng
- * (may be NULL to detach). Call before serving; the engine outlives the cache's
- * use of it. The change callback of eng is taken by the cache, which passes
- * UP/DOWN transitions on to the hook below.
+ * (NULL to detach, on base's thread with the loop stopped). Call before
+ * serving; the engine outlives the cache's use of it. base is the engine's
+ * loop: DNS-name endpoints are resolved there asynchronously (evdns, from
+ * /etc/resolv.conf and /etc/hosts; the first IPv4 address, else IPv6, is
+ * probed; a failed resolution is retried after 30 s). The change callback of
+ * eng is taken by the cache, which passes UP/DOWN transitions on to the hook below.
  */
-void market_cache_attach_probes(market_cache *mc, probe_engine *eng);
+void market_cache_attach_probes(market_cache *mc, probe_engine *eng, struct event_base *base);
 
 /* "An offer went up or down": runs on the probe engine's loop thread. */
 typedef void (*market_health_fn)(void *arg, const char *offer_id, const probe_state *st);

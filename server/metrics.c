@@ -28,14 +28,19 @@ struct metrics {
     size_t nroutes;
     struct route_counters *rc; /* nroutes + 1: the last is "unmatched" */
     unsigned long long auth_hits, auth_misses;
-    metrics_section_fn section; /* more gauges from another module (metrics_add_section) */
-    void *section_arg;
+    /* more gauges from other modules, in the order added (metrics_add_section) */
+    metrics_section_fn section[METRICS_MAX_SECTIONS];
+    void *section_arg[METRICS_MAX_SECTIONS];
+    int nsections;
 };
 
-void metrics_add_section(metrics *m, metrics_section_fn fn, void *arg)
+int metrics_add_section(metrics *m, metrics_section_fn fn, void *arg)
 {
-    m->section_arg = arg;
-    m->section = fn;
+    if (m->nsections == METRICS_MAX_SECTIONS)
+        return -1;
+    m->section_arg[m->nsections] = arg;
+    m->section[m->nsections++] = fn;
+    return 0;
 }
 
 metrics *metrics_new(const route *routes, size_t nroutes)
@@ -205,8 +210,8 @@ char *metrics_render(metrics *m, const db_stats *db, size_t *len)
             ld(&m->auth_hits), ld(&m->auth_misses));
     if (db)
         render_db(db, f);
-    if (m->section)
-        m->section(m->section_arg, f);
+    for (int i = 0; i < m->nsections; i++)
+        m->section[i](m->section_arg[i], f);
     fclose(f);
     return buf;
 }

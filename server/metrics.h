@@ -23,10 +23,13 @@ void metrics_free(metrics *m);
 void metrics_observe(metrics *m, int route_index, int status, double seconds);
 /* metrics_count_auth_cache - a hit or a miss of the API-key cache. */
 void metrics_count_auth_cache(metrics *m, int hit);
-/* metrics_add_section - fn(arg, out) appends its own gauges to every rendering
- * (one section; set before serving). The marketplace's offers and probes use it. */
+/* metrics_add_section - fn(arg, out) appends its own gauges to every rendering,
+ * after the built-in ones, in the order added (at most METRICS_MAX_SECTIONS; add
+ * them before serving). 0, or -1 when full. The marketplace's offers and probes
+ * and the external scheduler use it. */
+#define METRICS_MAX_SECTIONS 8
 typedef void (*metrics_section_fn)(void *arg, FILE *out);
-void metrics_add_section(metrics *m, metrics_section_fn fn, void *arg);
+int metrics_add_section(metrics *m, metrics_section_fn fn, void *arg);
 /* metrics_render - the exposition text; caller frees. */
 char *metrics_render(metrics *m, const db_stats *db, size_t *len);
 

@@ -199,7 +199,7 @@ static int probes_start(struct tally_server *srv, struct event_base *base)
         return -1;
     }
     if (srv->market)
-        market_cache_attach_probes(srv->market, srv->probes);
+        market_cache_attach_probes(srv->market, srv->probes, base);
     market_failover_attach(srv, base); /* orders move off offers that go down */
     return 0;
 }
@@ -273,7 +273,7 @@ int server_run(struct tally_server *srv)
         event_base_loop(ws[i].base, EVLOOP_NONBLOCK);
 out:
     if (srv->market)
-        market_cache_attach_probes(srv->market, NULL);
+        market_cache_attach_probes(srv->market, NULL, NULL);
     probe_engine_free(srv->probes);
     srv->probes = NULL;
     janitor_stop(jan);

@@ -522,6 +522,29 @@ Test(offers_health, down_when_the_listener_closes_up_when_it_reopens)
     close(fd);
 }
 
+Test(offers_health, a_dns_name_endpoint_is_resolved_and_probed)
+{
+    int port = free_port(), fd = listen_port(port);
+    char endpoint[40], id[48], path[128];
+    http_resp r;
+
+    /* "localhost" comes from /etc/hosts through the asynchronous resolver */
+    snprintf(endpoint, sizeof endpoint, "LocalHost:%d", port);
+    published_offer("eu-west-1/acme/named", endpoint, id);
+    wait_health(id, "up");
+    snprintf(path, sizeof path, "/v1/offers/%s/health", id);
+    r = req("GET", path, key(ten), NULL);
+    cr_assert_eq(r.status, 200);
+    {
+        char want[40];
+        snprintf(want, sizeof want, "localhost:%d", port);
+        cr_assert_str_eq(sv(r.json, "endpoint"), want); /* canonical, as published */
+    }
+    http_resp_free(&r);
+    close(fd);
+    wait_health(id, "down");
+}
+
 /* ---- a second process sees every change within about a second ------------------------- */
 
 static double mono_s(void)
