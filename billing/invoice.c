@@ -22,7 +22,7 @@ const char *invoice_group(const invoice_line *l)
         return "adjustments";
     if (is(l->kind, "commitment"))
         return "commitments";
-    if (is(l->kind, "discount") || is(l->kind, "free"))
+    if (is(l->kind, "contract_discount") || is(l->kind, "free_allowance"))
         return "discounts";
     if (is(l->kind, "platform_fee"))
         return "fees";

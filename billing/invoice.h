@@ -26,7 +26,7 @@
 #define INVOICE_MAX_LINES 4096
 
 typedef struct invoice_line {
-    char kind[24];       /* usage, free, commitment, ..., platform_fee, reversal */
+    char kind[24];       /* usage, free_allowance, commitment, ..., platform_fee, reversal */
     char rule_id[72];    /* "" for reversals */
     char unit[12];       /* mcu | device_ms | money_ppm | record */
     char payer[12];      /* tenant | provider */

@@ -49,11 +49,11 @@ Test(invoice_doc, totals_by_group_hand_checked)
 {
     invoice_line lines[] = {
         L("usage", "base", "tenant", "", 1000, 2000, 2000000),
-        L("window", "tod", "tenant", "", 0, 0, 500000),
+        L("time_window", "tod", "tenant", "", 0, 0, 500000),
         L("region", "regions", "tenant", "", 0, 0, 250000),
         L("commitment", "reserved", "tenant", "", 500, 2000, 1000000),
-        L("discount", "vip", "tenant", "", 0, 0, -375000),
-        L("free", "free", "tenant", "", 100, 0, 0),
+        L("contract_discount", "vip", "tenant", "", 0, 0, -375000),
+        L("free_allowance", "free", "tenant", "", 100, 0, 0),
         L("platform_fee", "take", "tenant", "", 0, 0, 100000),
         L("reversal", "", "tenant", "", 1, 0, -200000),
         L("usage", "base", "tenant", "2026-10", 150, 2000, 300000),
@@ -89,7 +89,7 @@ Test(invoice_doc, totals_overflow_is_refused)
 Test(invoice_doc, canonical_equals_jansson_sorted_compact)
 {
     invoice_line lines[] = {L("usage", "base \"x\"\n", "tenant", "", 7, 1500, 10500),
-                            L("discount", "vip", "tenant", "", 0, 0, -1050)};
+                            L("contract_discount", "vip", "tenant", "", 0, 0, -1050)};
     invoice_doc d = sample(lines, 2);
     size_t len;
     char *c = invoice_canonical(&d, &len), *again;
@@ -156,7 +156,7 @@ Test(invoice_doc, csv_is_rfc4180)
 Test(invoice_doc, html_escapes_and_groups)
 {
     invoice_line lines[] = {L("usage", "<script>", "tenant", "", 7, 1500, 10500),
-                            L("discount", "vip&co", "tenant", "", 0, 0, -500)};
+                            L("contract_discount", "vip&co", "tenant", "", 0, 0, -500)};
     invoice_doc d = sample(lines, 2);
     size_t len;
     char *h = invoice_html(&d, "ab12", "{\"a\":\"<b>\"}", &len);
