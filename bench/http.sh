@@ -268,21 +268,29 @@ read -r -a TARGETS <<<"${ONLY:-$ALL_TARGETS}"
 for n in "${TARGETS[@]}"; do
     case " $ALL_TARGETS " in *" $n "*) ;; *) die "ONLY: unknown target '$n' (known: $ALL_TARGETS)" ;; esac
 done
-declare -A RPS P50 P99 NON2XX SOCKERR REQS ALL FOREIGN
+declare -A RPS P50 P99 NON2XX SOCKERR REQS ALL FOREIGN RRATIO CPU
 PG_PIDFILE=$PG_DIR/data/postmaster.pid
 [ -L "$PG_DIR/store" ] && PG_PIDFILE=$PG_DIR/store/data/postmaster.pid
 cpu_ticks() {  # "busy total" over all CPUs, from /proc/stat
     sed -n 's/^cpu  //p' /proc/stat | awk '{t = 0; for (i = 1; i <= NF; i++) t += $i; print t - $4 - $5, t}'
 }
-our_ticks() {  # CPU ticks used so far by this benchmark's processes (processes may vanish meanwhile)
+srv_ticks() {  # CPU ticks used so far by our servers and database cluster (processes may vanish meanwhile)
     local pm p f
     pm=$(head -n 1 "$PG_PIDFILE" 2>/dev/null || echo 0)
     {
         for p in "${SERVER_PID[@]}" "$BASE_PID"; do sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}' || true; done
-        sed 's/^.*) //' "/proc/$$/stat" | awk '{print $14 + $15}' || true      # waited-for children: wrk, curl
         sed 's/^.*) //' "/proc/$pm/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}' || true
         for f in /proc/[0-9]*/stat; do sed 's/^.*) //' "$f" 2>/dev/null || true; done | awk -v pm="$pm" '$2 == pm {print $12 + $13}' || true
     } | awk '{s += $1} END {print s + 0}'
+}
+our_ticks() {  # CPU ticks used so far by this benchmark's processes, this script's children (wrk, curl) included
+    echo $(( $(srv_ticks) + $(sed 's/^.*) //' "/proc/$$/stat" | awk '{print $14 + $15}') ))
+}
+# times_secs "AmB.BBBs CmD.DDDs" (a line of bash's `times`: user, system) -> their sum in seconds
+times_secs() {
+    awk -v t="$1" 'BEGIN { n = split(t, f, " "); s = 0
+        for (i = 1; i <= n; i++) { split(f[i], a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] }
+        printf "%.3f", s }'
 }
 run_wrk() {  # run_wrk NAME ROUND URL [wrk args...]
     local name=$1 round=$2 url=$3; shift 3
@@ -291,17 +299,22 @@ run_wrk() {  # run_wrk NAME ROUND URL [wrk args...]
         wrk -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" "$@" "$url" >"$LOG_DIR/$name.round$round.warmup.txt" 2>&1 || true
     fi
     echo "bench: round $round/$ROUNDS $name: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency $url" >&2
-    local c0 o0 c1 o1
-    c0=$(cpu_ticks); o0=$(our_ticks)
-    wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 \
-        || { cat "$out" >&2; die "wrk failed for $name"; }
-    c1=$(cpu_ticks); o1=$(our_ticks)
+    local c0 o0 c1 o1 s0 s1 wt
+    c0=$(cpu_ticks); o0=$(our_ticks); s0=$(srv_ticks)
+    # wrk in a subshell whose `times` reports wrk's own CPU time (user and system)
+    wt=$( { wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 || echo "wrk failed" >"$out.failed"; times; } | tail -n 1)
+    [ ! -e "$out.failed" ] || { cat "$out" >&2; die "wrk failed for $name"; }
+    s1=$(srv_ticks); c1=$(cpu_ticks); o1=$(our_ticks)
     FOREIGN[$k]=$(awk -v c0="$c0" -v c1="$c1" -v o0="$o0" -v o1="$o1" 'BEGIN {
         split(c0, a, " "); split(c1, b, " "); f = (b[1] - a[1]) - (o1 - o0); t = b[2] - a[2]
         if (f < 0) f = 0
         printf "%.0f", (t > 0 ? 100 * f / t : 0) }')
     RPS[$k]=$(awk '/^Requests\/sec:/ {print $2}' "$out")
     REQS[$k]=$(awk '/requests in/ {print $1; exit}' "$out")
+    # CPU time of everything this benchmark runs (servers, database, wrk) per request:
+    # what the request costs the machine, which other processes' load barely changes
+    CPU[$k]=$(awk -v s0="$s0" -v s1="$s1" -v n="${REQS[$k]}" -v hz="$(getconf CLK_TCK)" \
+        -v w="$(times_secs "$wt")" 'BEGIN { printf "%.1f", (n > 0 ? ((s1 - s0) / hz + w) * 1e6 / n : 0) }')
     P50[$k]=$(awk '$1 == "50%" {print $2}' "$out")
     P99[$k]=$(awk '$1 == "99%" {print $2}' "$out")
     NON2XX[$k]=$(awk -F: '/Non-2xx or 3xx responses/ {gsub(/ /, "", $2); print $2}' "$out")
@@ -325,7 +338,16 @@ done
 for n in "${TARGETS[@]}"; do
     med=$(for r in $(seq 1 "$ROUNDS"); do echo "${RPS[$n,$r]} $r"; done | sort -g | awk '{a[NR] = $2} END {print a[int((NR + 1) / 2)]}')
     RPS[$n]=${RPS[$n,$med]}; P50[$n]=${P50[$n,$med]}; P99[$n]=${P99[$n,$med]}
-    ALL[$n]=$(for r in $(seq 1 "$ROUNDS"); do printf '%.0f (%s%%) ' "${RPS[$n,$r]}" "${FOREIGN[$n,$r]}"; done)
+    ALL[$n]=$(for r in $(seq 1 "$ROUNDS"); do
+        printf '%.0f (%s%%) %sx, ' "${RPS[$n,$r]}" "${FOREIGN[$n,$r]}" \
+            "$(awk -v a="${RPS[$n,$r]}" -v b="${RPS[baseline,$r]}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')"
+    done)
+    # the target's ratio to the baseline of the same round, median over rounds: on a
+    # shared machine this follows the load better than a ratio of medians
+    RRATIO[$n]=$(for r in $(seq 1 "$ROUNDS"); do
+        awk -v a="${RPS[$n,$r]}" -v b="${RPS[baseline,$r]}" 'BEGIN { printf "%.4f\n", (b > 0 ? a / b : 0) }'
+    done | sort -g | awk '{a[NR] = $1} END { printf "%.2f", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+    CPU[$n]=$(for r in $(seq 1 "$ROUNDS"); do echo "${CPU[$n,$r]}"; done | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}')
     NON2XX[$n]=0; SOCKERR[$n]=0; REQS[$n]=0
     for r in $(seq 1 "$ROUNDS"); do
         NON2XX[$n]=$(( ${NON2XX[$n]} + ${NON2XX[$n,$r]:-0} ))
@@ -382,8 +404,8 @@ done
 
 # --- report ---------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-goal() {  # goal NAME MIN
-    local r; r=$(ratio "${RPS[$1]}" "${RPS[baseline]}")
+goal() {  # goal NAME MIN (on the median per-round ratio)
+    local r=${RRATIO[$1]}
     awk -v r="$r" -v m="$2" 'BEGIN { if (r + 0 >= m) printf ">= %.1fx: met", m; else printf ">= %.1fx: MISSED", m }'
 }
 
@@ -409,7 +431,7 @@ echo
 echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- machine: $(nproc) CPUs ($cpu_model), $mem_total RAM, $(uname -sr)"
 echo "- software: $wrk_version, $pg_version, libevent $(pkg-config --modversion libevent 2>/dev/null || echo '?'), $("$TALLYD" version 2>/dev/null | head -n 1 || echo 'tallyd ?') (commit $commit, build ${BUILD_TYPE:-?})"
-echo "- load: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency (keep-alive), ${WARMUP}s warm-up per target, $ROUNDS round(s) over all targets (figures: each target's median round; x base = its req/s / the baseline's), wrk on the same machine"
+echo "- load: wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s --latency (keep-alive), ${WARMUP}s warm-up per target, $ROUNDS round(s) over all targets (figures: each target's median round; x base = median over rounds of its req/s / the same round's baseline req/s), wrk on the same machine"
 if [ "$ACCESS_LOG" = 1 ]; then al="access log on (stderr to a file; $access_lines lines written)"; else al="access log OFF"; fi
 echo "- servers: tallyd TALLY_THREADS=$THREADS, $al, auth cache at its default except in the last row; bench-baseline --threads $THREADS"
 echo "- machine idle before the run: $IDLE_BEFORE% (load average $(cut -d' ' -f1-3 /proc/loadavg) after it)"
@@ -418,12 +440,12 @@ echo
 FMT_H='| %-20s | %-22s | %8s | %6s | %8s | %8s | %7s | %13s | %-16s | %s\n'
 FMT_R='| %-20s | %-22s | %8.0f | %6s | %8s | %8s | %7s | %13s | %-16s | %s\n'
 # shellcheck disable=SC2059
-printf "$FMT_H" name request "req/s" "x base" p50 p99 non-2xx "socket errors" goal "each round: req/s (foreign CPU) |"
+printf "$FMT_H" name request "req/s" "x base" p50 p99 non-2xx "socket errors" goal "each round: req/s (foreign CPU) ratio |"
 printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ---------------------- ------------------------ ---------- -------- ---------- ---------- --------- --------------- ------------------ ----------------------
 row() {  # row NAME REQUEST GOALTEXT
     # shellcheck disable=SC2059
     printf "$FMT_R" "$1" "$2" "${RPS[$1]}" \
-        "$(ratio "${RPS[$1]}" "${RPS[baseline]}")" "${P50[$1]}" "${P99[$1]}" "${NON2XX[$1]}" "${SOCKERR[$1]}" "$3" "${ALL[$1]}|"
+        "${RRATIO[$1]}" "${P50[$1]}" "${P99[$1]}" "${NON2XX[$1]}" "${SOCKERR[$1]}" "$3" "${ALL[$1]}|"
 }
 for n in "${TARGETS[@]}"; do
     case $n in
@@ -434,6 +456,18 @@ for n in "${TARGETS[@]}"; do
     normalize) row normalize "POST /v1/normalize" "$(goal normalize 0.6)" ;;
     quote) row quote "POST /v1/quotes" "$(goal quote 0.5)" ;;
     esac
+done
+echo
+
+echo "CPU time per request of all benchmark processes (servers, PostgreSQL, wrk; median round), and the"
+echo "baseline's divided by the target's: the throughput ratio a machine with nothing else running would give"
+echo "when everything is CPU-bound (robust to other processes' load, unlike req/s):"
+echo
+printf '| %-20s | %12s | %14s |\n' name "CPU µs/req" "x base (CPU)"
+printf '|%s|%s|%s|\n' ---------------------- -------------- ----------------
+for n in "${TARGETS[@]}"; do
+    printf '| %-20s | %12s | %14s |\n' "$n" "${CPU[$n]}" \
+        "$(awk -v a="${CPU[baseline]}" -v b="${CPU[$n]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')"
 done
 echo
 
