@@ -27,6 +27,7 @@ struct setting {
 
 static const struct setting settings[] = {
     {"TALLY_DATABASE_URL", "database-url", STR(database_url)},
+    {"TALLY_REPORTS_DATABASE_URL", "reports-database-url", STR(reports_database_url)},
     {"TALLY_LISTEN", "listen", SET_LISTEN, 0, 0, 0, 0},
     {"TALLY_THREADS", "threads", INT(threads, 1, 256)},
     {"TALLY_DB_POOL_SIZE", "db-pool-size", INT(db_pool_size, 1, 512)},

@@ -12,6 +12,7 @@
 
 typedef struct tally_config {
     char database_url[1024];
+    char reports_database_url[1024]; /* reports read here (e.g. a replica); "" = database_url */
     char listen_host[256];
     int listen_port;
     int threads;

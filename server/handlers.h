@@ -60,5 +60,6 @@ void h_dashboard_data(http_ctx *c);
 #include "handlers_ledger.h"
 #include "handlers_market.h"
 #include "handlers_pricing.h"
+#include "handlers_reports.h"
 
 #endif

@@ -10,6 +10,7 @@
 #include "server.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 struct http_ctx {
@@ -42,6 +44,10 @@ struct http_ctx {
     void *arg;
     void (*free_arg)(void *);
     int status; /* reply status, for the log */
+    /* a streamed reply (http_stream_*) */
+    http_stream_fn stream_gone, stream_sent;
+    void *stream_arg, *sent_arg;
+    size_t stream_bytes;
 };
 
 static const struct {
@@ -178,6 +184,79 @@ void http_reply_raw(http_ctx *c, int status, const char *content_type, const voi
     if (buf && len)
         evbuffer_add(buf, data, len);
     http_finish(c, status, buf);
+}
+
+/* ---- streamed replies (chunked) ----------------------------------------------------- */
+
+static void stream_closed(struct evhttp_connection *evcon, void *arg)
+{
+    http_ctx *c = arg;
+    http_stream_fn gone = c->stream_gone;
+
+    (void)evcon;
+    c->stream_gone = NULL;
+    c->stream_sent = NULL;
+    if (gone)
+        gone(c->stream_arg);
+}
+
+int http_stream_start(http_ctx *c, int status, const char *content_type, http_stream_fn gone,
+                      void *arg)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+
+    c->status = status;
+    if (!evcon)
+        return -1; /* the client went away; libevent detached the request */
+    if (content_type)
+        http_set_header(c, "Content-Type", content_type);
+    http_set_header(c, "Cache-Control", "no-store");
+    http_set_header(c, "X-Request-Id", c->request_id);
+    c->stream_gone = gone;
+    c->stream_arg = arg;
+    evhttp_connection_set_closecb(evcon, stream_closed, c);
+    evhttp_send_reply_start(c->req, status, NULL);
+    return 0;
+}
+
+static void stream_sent(struct evhttp_connection *evcon, void *arg)
+{
+    http_ctx *c = arg;
+    http_stream_fn sent = c->stream_sent;
+
+    (void)evcon;
+    c->stream_sent = NULL;
+    if (sent)
+        sent(c->sent_arg);
+}
+
+int http_stream_chunk(http_ctx *c, struct evbuffer *buf, http_stream_fn sent, void *arg)
+{
+    if (!evhttp_request_get_connection(c->req) || evbuffer_get_length(buf) == 0)
+        return -1;
+    c->stream_bytes += evbuffer_get_length(buf);
+    c->stream_sent = sent;
+    c->sent_arg = arg;
+    evhttp_send_reply_chunk_with_cb(c->req, buf, stream_sent, c);
+    return 0;
+}
+
+void http_stream_end(http_ctx *c, int ok)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(c->req);
+    double secs = elapsed_s(&c->start);
+
+    if (evcon) {
+        evhttp_connection_set_closecb(evcon, NULL, NULL);
+        if (!ok) /* no last chunk: the client must not take a cut-off report as whole */
+            shutdown(bufferevent_getfd(evhttp_connection_get_bufferevent(evcon)), SHUT_RDWR);
+    }
+    evhttp_send_reply_end(c->req); /* frees a detached request */
+    metrics_observe(c->srv->metrics, c->route_index, c->status, secs);
+    if (c->srv->cfg.access_log)
+        access_log(c, secs, c->stream_bytes);
+    __atomic_sub_fetch(&c->srv->inflight, 1, __ATOMIC_RELAXED);
+    ctx_free(c);
 }
 
 static void reply_json_typed(http_ctx *c, int status, json_t *body, const char *type)

@@ -72,6 +72,25 @@ void http_reply_raw(http_ctx *c, int status, const char *content_type, const voi
 void http_set_header(http_ctx *c, const char *name, const char *value);
 
 /*
+ * Streamed replies (chunked transfer encoding), for reports of any size:
+ * http_stream_start sends the status and headers, http_stream_chunk sends the
+ * bytes of buf (moved out of it; the caller still frees buf) and calls
+ * sent(arg) on this loop once the socket has taken them (one chunk in flight
+ * is the back-pressure), http_stream_end finishes the reply: ok != 0 sends the
+ * last chunk, ok == 0 drops the connection so the client sees a truncated body
+ * rather than a complete-looking one. It logs, counts and frees the context.
+ * gone(arg) runs on this loop when the client disconnects first; after it no
+ * sent() comes, and http_stream_end must still be called. start and chunk
+ * return -1 when the client is already gone (no callback will follow).
+ */
+struct evbuffer;
+typedef void (*http_stream_fn)(void *arg);
+int http_stream_start(http_ctx *c, int status, const char *content_type, http_stream_fn gone,
+                      void *arg);
+int http_stream_chunk(http_ctx *c, struct evbuffer *buf, http_stream_fn sent, void *arg);
+void http_stream_end(http_ctx *c, int ok);
+
+/*
  * http_db - run work(db, arg) on a database thread, then done(c, status, arg) on
  * this loop. Unavailable database -> 503 problem, unexpected SQL failure -> 500
  * problem, both replied for you (done is not called, arg is freed with free_arg

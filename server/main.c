@@ -14,6 +14,7 @@
 #include "market_cache.h"
 #include "metering_store.h"
 #include "migrate.h"
+#include "report_pool.h"
 #include "sched_external.h"
 #include "server.h"
 
@@ -48,6 +49,7 @@ static const char usage[] =
     "\n"
     "configuration (flag, or environment variable):\n"
     "  --database-url     TALLY_DATABASE_URL     libpq connection string or URI (required)\n"
+    "  --reports-database-url TALLY_REPORTS_DATABASE_URL  reports read here, e.g. a replica\n"
     "  --listen           TALLY_LISTEN           HOST:PORT to serve on (127.0.0.1:8080)\n"
     "  --threads          TALLY_THREADS          HTTP worker threads (number of CPUs)\n"
     "  --db-pool-size     TALLY_DB_POOL_SIZE     database connections (threads + 1)\n"
@@ -420,7 +422,8 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
         !(srv.metrics = metrics_new(tally_routes, tally_routes_count)) ||
         !(srv.auth = auth_cache_new(cfg->auth_cache_ms, 4096)) || !(srv.metering = mcache_new()) ||
         !(srv.market = market_cache_new(srv.metering)) ||
-        !(srv.pool = db_pool_start(cfg->database_url, cfg->db_pool_size, cfg->db_timeout_ms))) {
+        !(srv.pool = db_pool_start(cfg->database_url, cfg->db_pool_size, cfg->db_timeout_ms)) ||
+        !(srv.reports = report_pool_start(cfg))) {
         fprintf(stderr, "tallyd: cannot initialise (out of memory or threads)\n");
         return 1;
     }
@@ -434,6 +437,7 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
     rc = server_run(&srv);
     ledger_svc_free(srv.ledger); /* after the drain: no request waits on the writer */
     db_pool_stop(srv.pool);
+    db_pool_stop(srv.reports);
     market_cache_free(srv.market);
     mcache_free(srv.metering);
     sodium_free(sk);

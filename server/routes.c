@@ -41,6 +41,7 @@ const route tally_routes[] = {
 #include "routes_offers.inc"
 #include "routes_market.inc"
 #include "routes_invoices.inc"
+#include "routes_reports.inc"
 };
 
 const size_t tally_routes_count = sizeof tally_routes / sizeof tally_routes[0];

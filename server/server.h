@@ -20,6 +20,7 @@
 struct tally_server {
     tally_config cfg;
     db_pool *pool;
+    db_pool *reports; /* report queries: TALLY_REPORTS_DATABASE_URL or the main database */
     metrics *metrics;
     auth_cache *auth;
     metering_cache *metering;

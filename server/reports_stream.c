@@ -1,0 +1,512 @@
+/*
+ * reports_stream.c - cursor -> chunks -> chunked HTTP reply (see reports_stream.h).
+ *
+ * Two sides share one rstream. The database thread (stream_work) owns the
+ * cursor and fills buffers; it hands a full buffer over by setting `ready`
+ * under the mutex and activating the `wake` event, then waits until the loop
+ * took it (or the client is gone, or nothing moved for STALL_SECONDS). The
+ * loop (pump) takes `ready` only when no chunk is on the socket, sends it, and
+ * when the job has finished and nothing is left, ends the reply and frees the
+ * rstream. Only the loop frees; the database thread never touches the rstream
+ * after stream_work returns (the pool then runs stream_done on the loop).
+ */
+#include "reports_stream.h"
+#include "db.h"
+#include "log.h"
+#include "report_fmt.h"
+#include "server.h"
+#include "timefmt.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FETCH_ROWS 1000
+#define CHUNK_BYTES (128 * 1024)
+#define STALL_SECONDS 30
+#define STREAM_STOPPED 1 /* work status: the client went away or stopped reading */
+
+static const char sql_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+static const char sql_timeout[] = "SET LOCAL statement_timeout = '10min'";
+static const char sql_recovery[] = "SELECT pg_is_in_recovery()";
+static const char sql_fetch[] = "FETCH 1000 FROM rpt";
+
+typedef struct rstream {
+    http_ctx *c;
+    report_spec spec;
+    char *params[REPORT_MAX_PARAMS];
+    struct event *wake;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct evbuffer *ready; /* handed to the loop, not yet taken (mu) */
+    int gone;               /* the client went away (mu) */
+    int handed;             /* a chunk was handed over: the work must not be re-run */
+    int replica;            /* the snapshot's pg_is_in_recovery(), set before any hand-off */
+    /* database thread only */
+    void *acc;
+    long long rows;
+    /* loop only */
+    int started, in_flight, job_done, job_status;
+} rstream;
+
+/* ---- formatting (database thread) ------------------------------------------------- */
+
+typedef struct line {
+    struct evbuffer *out;
+    size_t len;
+    char buf[8192];
+} line;
+
+static void line_flush(line *l)
+{
+    if (l->len)
+        evbuffer_add(l->out, l->buf, l->len);
+    l->len = 0;
+}
+
+static void line_put(line *l, const char *s, size_t n)
+{
+    if (l->len + n > sizeof l->buf) {
+        line_flush(l);
+        if (n > sizeof l->buf) {
+            evbuffer_add(l->out, s, n);
+            return;
+        }
+    }
+    memcpy(l->buf + l->len, s, n);
+    l->len += n;
+}
+
+static int parse_i64(const char *v, int64_t *out)
+{
+    char *end;
+
+    errno = 0;
+    *out = strtoll(v, &end, 10);
+    return errno || end == v || *end ? -1 : 0;
+}
+
+/* A non-text cell as text into buf; *str = 1 when JSON needs it quoted. -1 on bad data. */
+static int cell_value(report_col_kind k, const char *v, char *buf, size_t cap, int *str)
+{
+    int64_t x = 0;
+
+    *str = 1;
+    if (k == RCOL_BOOL) {
+        *str = 0;
+        return snprintf(buf, cap, "%s", v[0] == 't' ? "true" : "false");
+    }
+    if (parse_i64(v, &x) != 0)
+        return -1;
+    switch (k) {
+    case RCOL_INT:
+        *str = 0;
+        return snprintf(buf, cap, "%lld", (long long)x);
+    case RCOL_MONEY:
+        return report_fmt_decimal(x, 6, buf, cap);
+    case RCOL_MCU:
+        return report_fmt_decimal(x, 3, buf, cap);
+    case RCOL_HOURS:
+        return report_fmt_hours(x, buf, cap);
+    case RCOL_TIME_MS:
+        timefmt_format(x, buf, cap);
+        return (int)strlen(buf);
+    default:
+        return -1;
+    }
+}
+
+/* A text cell, CSV-quoted or as a JSON string. */
+static int put_text(line *l, report_format f, const char *v, size_t len)
+{
+    char small[512];
+    size_t cap = 2 * len + 8;
+    char *big = cap > sizeof small ? malloc(cap) : NULL;
+    char *buf = big ? big : small;
+    int n;
+
+    if (cap > sizeof small && !big)
+        return -1;
+    n = f == REPORT_CSV ? report_csv_field(v, len, buf, big ? cap : sizeof small)
+                        : report_json_string(v, len, buf, big ? cap : sizeof small);
+    if (n >= 0)
+        line_put(l, buf, (size_t)n);
+    free(big);
+    return n < 0 ? -1 : 0;
+}
+
+static int put_cell(line *l, const report_spec *sp, const report_col *col, PGresult *r, int i,
+                    int j)
+{
+    char buf[64];
+    int str, n;
+
+    if (PQgetisnull(r, i, j)) {
+        if (sp->format == REPORT_JSON)
+            line_put(l, "null", 4);
+        return 0;
+    }
+    if (col->kind == RCOL_TEXT)
+        return put_text(l, sp->format, PQgetvalue(r, i, j), (size_t)PQgetlength(r, i, j));
+    if ((n = cell_value(col->kind, PQgetvalue(r, i, j), buf, sizeof buf, &str)) < 0 ||
+        (size_t)n >= sizeof buf)
+        return -1;
+    if (sp->format == REPORT_JSON && str)
+        line_put(l, "\"", 1);
+    line_put(l, buf, (size_t)n);
+    if (sp->format == REPORT_JSON && str)
+        line_put(l, "\"", 1);
+    return 0;
+}
+
+static int write_row(rstream *s, line *l, PGresult *r, int i)
+{
+    const report_spec *sp = &s->spec;
+    int json = sp->format == REPORT_JSON;
+
+    if (json)
+        line_put(l, s->rows ? ",{" : "{", s->rows ? 2 : 1);
+    for (size_t j = 0; j < sp->ncols; j++) {
+        if (json) {
+            line_put(l, j ? ",\"" : "\"", j ? 2 : 1);
+            line_put(l, sp->cols[j].name, strlen(sp->cols[j].name));
+            line_put(l, "\":", 2);
+        } else if (j) {
+            line_put(l, ",", 1);
+        }
+        if (put_cell(l, sp, &sp->cols[j], r, i, (int)j) != 0)
+            return -1;
+    }
+    line_put(l, json ? "}" : "\r\n", json ? 1 : 2);
+    s->rows++;
+    if (sp->acc && sp->acc->row(s->acc, r, i) != 0)
+        return -1;
+    return 0;
+}
+
+/* Fields of obj (a JSON object) without its braces, after a comma when non-empty. */
+static int put_fields(struct evbuffer *out, json_t *obj)
+{
+    char *text = obj ? json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    size_t n = text ? strlen(text) : 0;
+
+    if (!text)
+        return -1;
+    if (n > 2) {
+        evbuffer_add(out, ",", 1);
+        evbuffer_add(out, text + 1, n - 2);
+    }
+    free(text);
+    return 0;
+}
+
+static int write_head(rstream *s, struct evbuffer *out)
+{
+    const report_spec *sp = &s->spec;
+
+    if (sp->format == REPORT_CSV) {
+        for (size_t j = 0; j < sp->ncols; j++)
+            evbuffer_add_printf(out, "%s%s", j ? "," : "", sp->cols[j].name);
+        evbuffer_add(out, "\r\n", 2);
+        return 0;
+    }
+    evbuffer_add_printf(out, "{\"report\":\"%s\",\"served_by_replica\":%s", sp->name,
+                        s->replica ? "true" : "false");
+    if (sp->meta && put_fields(out, sp->meta) != 0)
+        return -1;
+    evbuffer_add(out, ",\"rows\":[", 9);
+    return 0;
+}
+
+static int write_tail(rstream *s, struct evbuffer *out)
+{
+    json_t *extra;
+    int rc = 0;
+
+    if (s->spec.format == REPORT_CSV)
+        return 0;
+    evbuffer_add_printf(out, "],\"row_count\":%lld", s->rows);
+    if (s->spec.acc) {
+        extra = s->spec.acc->finish(s->acc);
+        rc = put_fields(out, extra);
+        json_decref(extra);
+    }
+    evbuffer_add(out, "}\n", 2);
+    return rc;
+}
+
+/* ---- the database thread ---------------------------------------------------------- */
+
+/* Hand buf (taken) to the loop. 0, or -1 when the client is gone or stopped reading. */
+static int hand_off(rstream *s, struct evbuffer *buf)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += STALL_SECONDS;
+    pthread_mutex_lock(&s->mu);
+    while (s->ready && !s->gone && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
+    if (s->ready || s->gone) {
+        pthread_mutex_unlock(&s->mu);
+        evbuffer_free(buf);
+        return -1;
+    }
+    s->ready = buf;
+    s->handed = 1;
+    pthread_mutex_unlock(&s->mu);
+    event_active(s->wake, 0, 0);
+    return 0;
+}
+
+static int fetch_all(db_conn *db, rstream *s, struct evbuffer **bufp)
+{
+    line *l = malloc(sizeof *l);
+    int rc = DB_OK;
+
+    if (!l)
+        return DB_FAILED;
+    for (int n = FETCH_ROWS; n == FETCH_ROWS && rc == DB_OK;) {
+        PGresult *r = db_exec(db, sql_fetch, 0, NULL);
+        if (!r) {
+            rc = db_last_status(db);
+            break;
+        }
+        n = PQntuples(r);
+        l->out = *bufp;
+        l->len = 0;
+        for (int i = 0; i < n && rc == DB_OK; i++)
+            if (write_row(s, l, r, i) != 0)
+                rc = DB_FAILED;
+        line_flush(l);
+        PQclear(r);
+        if (rc == DB_OK && evbuffer_get_length(*bufp) >= CHUNK_BYTES) {
+            struct evbuffer *full = *bufp;
+            *bufp = evbuffer_new();
+            if (hand_off(s, full) != 0)
+                rc = STREAM_STOPPED;
+            else if (!*bufp)
+                rc = DB_FAILED;
+        }
+    }
+    free(l);
+    return rc;
+}
+
+static int open_cursor(db_conn *db, rstream *s)
+{
+    PGresult *r;
+    int st;
+
+    if ((st = db_command(db, sql_begin, 0, NULL)) != DB_OK ||
+        (st = db_command(db, sql_timeout, 0, NULL)) != DB_OK)
+        return st;
+    if (!(r = db_exec(db, sql_recovery, 0, NULL)))
+        return db_last_status(db);
+    s->replica = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!(r = db_exec(db, s->spec.declare_sql, s->spec.nparams, (const char *const *)s->params)))
+        return db_last_status(db);
+    PQclear(r);
+    return DB_OK;
+}
+
+static int stream_work(db_conn *db, void *arg)
+{
+    rstream *s = arg;
+    struct evbuffer *buf = NULL;
+    int st;
+
+    if (s->handed)
+        return DB_FAILED; /* never re-run a report whose start was sent */
+    s->rows = 0;
+    if ((st = open_cursor(db, s)) != DB_OK)
+        goto out;
+    if (s->spec.acc && !(s->acc = s->spec.acc->start())) {
+        st = DB_FAILED;
+        goto out;
+    }
+    if (!(buf = evbuffer_new()) || write_head(s, buf) != 0) {
+        st = DB_FAILED;
+        goto out;
+    }
+    if ((st = fetch_all(db, s, &buf)) != DB_OK)
+        goto out;
+    if (write_tail(s, buf) != 0) {
+        st = DB_FAILED;
+        goto out;
+    }
+    st = hand_off(s, buf) == 0 ? DB_OK : STREAM_STOPPED;
+    buf = NULL;
+out:
+    if (buf)
+        evbuffer_free(buf);
+    if (s->acc)
+        s->spec.acc->free(s->acc);
+    s->acc = NULL;
+    if (st < 0 && s->handed)
+        st = DB_FAILED; /* bytes are out: no retry */
+    if (st < 0)
+        log_warn("reports", "report %s stopped: %s", s->spec.name, db_last_message(db));
+    return st; /* the transaction is read-only: the pool's rollback ends it */
+}
+
+/* ---- the loop --------------------------------------------------------------------- */
+
+static void rstream_free(rstream *s)
+{
+    if (s->wake)
+        event_free(s->wake);
+    if (s->ready)
+        evbuffer_free(s->ready);
+    for (int i = 0; i < REPORT_MAX_PARAMS; i++)
+        free(s->params[i]);
+    json_decref(s->spec.meta);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+static void mark_gone(rstream *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->gone = 1;
+    if (s->ready)
+        evbuffer_free(s->ready);
+    s->ready = NULL;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    s->in_flight = 0;
+}
+
+static void pump(rstream *s);
+
+static void on_sent(void *arg)
+{
+    rstream *s = arg;
+
+    s->in_flight = 0;
+    pump(s);
+}
+
+static void on_gone(void *arg)
+{
+    rstream *s = arg;
+
+    mark_gone(s);
+    pump(s);
+}
+
+static int start_reply(rstream *s)
+{
+    char disp[96];
+
+    http_set_header(s->c, "X-Tally-Replica", s->replica ? "true" : "false");
+    if (s->spec.format == REPORT_CSV) {
+        snprintf(disp, sizeof disp, "attachment; filename=\"%s-report.csv\"", s->spec.name);
+        http_set_header(s->c, "Content-Disposition", disp);
+    }
+    s->started = 1;
+    return http_stream_start(s->c, 200,
+                             s->spec.format == REPORT_CSV
+                                 ? "text/csv; charset=utf-8; header=present"
+                                 : "application/json",
+                             on_gone, s);
+}
+
+static void send_chunk(rstream *s, struct evbuffer *buf)
+{
+    if ((!s->started && start_reply(s) != 0) || http_stream_chunk(s->c, buf, on_sent, s) != 0) {
+        evbuffer_free(buf);
+        mark_gone(s);
+        pump(s);
+        return;
+    }
+    evbuffer_free(buf);
+    s->in_flight = 1;
+}
+
+static void fail_reply(rstream *s)
+{
+    if (s->job_status == DB_FAILED)
+        http_reply_problem(s->c, PROB_INTERNAL, "the report query failed unexpectedly", NULL);
+    else
+        http_reply_problem(s->c, PROB_DB_UNAVAILABLE,
+                           "the reports database is unreachable or overloaded; retry shortly",
+                           NULL);
+    rstream_free(s);
+}
+
+static void pump(rstream *s)
+{
+    struct evbuffer *buf;
+
+    if (s->in_flight)
+        return;
+    pthread_mutex_lock(&s->mu);
+    buf = s->gone ? NULL : s->ready;
+    if (buf) {
+        s->ready = NULL;
+        pthread_cond_signal(&s->cv);
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (buf) {
+        send_chunk(s, buf);
+        return;
+    }
+    if (!s->job_done)
+        return;
+    if (!s->started) {
+        fail_reply(s);
+        return;
+    }
+    http_stream_end(s->c, s->job_status == DB_OK && !s->gone);
+    rstream_free(s);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump(arg);
+}
+
+static void stream_done(int status, void *arg)
+{
+    rstream *s = arg;
+
+    s->job_done = 1;
+    s->job_status = status;
+    pump(s);
+}
+
+void reports_stream(http_ctx *c, report_spec *spec)
+{
+    rstream *s = calloc(1, sizeof *s);
+
+    if (!s) {
+        json_decref(spec->meta);
+        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        return;
+    }
+    s->c = c;
+    s->spec = *spec;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    for (int i = 0; i < spec->nparams && i < REPORT_MAX_PARAMS; i++)
+        if (spec->params[i] && !(s->params[i] = strdup(spec->params[i])))
+            goto oom;
+    if (!(s->wake = event_new(http_event_base(c), -1, 0, on_wake, s)) ||
+        db_pool_submit(http_server(c)->reports, http_event_base(c), stream_work, stream_done, s) !=
+            0)
+        goto oom;
+    return;
+oom:
+    rstream_free(s);
+    http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+}

@@ -1,0 +1,74 @@
+/*
+ * reports_stream.h - a report as a stream: a server-side cursor on the reports
+ * pool, fetched in chunks on a database thread, each chunk formatted there (CSV
+ * or JSON) and handed to the request's loop, which sends it as one HTTP chunk.
+ *
+ * Memory is constant whatever the row count: at most three chunks exist at a
+ * time (one on the socket, one handed over, one being filled), because the
+ * database thread waits for the loop to take a chunk before handing the next,
+ * and the loop takes the next only when the socket has taken the last. The
+ * loop never waits: it only moves buffers. A client that disconnects stops
+ * the fetching at the next chunk. An error before the first chunk is a
+ * problem+json reply; after it the connection is dropped without the last
+ * chunk, so a cut-off report never looks complete.
+ *
+ * Every report reads one snapshot (REPEATABLE READ, READ ONLY: also valid on
+ * a hot standby) and says whether it was served by a replica (the JSON field
+ * "served_by_replica" and the header X-Tally-Replica: true|false).
+ */
+#ifndef TALLY_REPORTS_STREAM_H
+#define TALLY_REPORTS_STREAM_H
+
+#include "http.h"
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+
+/* How a column's text from PostgreSQL becomes a cell. */
+typedef enum {
+    RCOL_TEXT,    /* text: CSV field / JSON string */
+    RCOL_INT,     /* integer: digits / JSON number */
+    RCOL_MONEY,   /* int64 micro-units: exact decimal string, 6 places */
+    RCOL_MCU,     /* milli-CU: CU as an exact decimal string, 3 places */
+    RCOL_HOURS,   /* milliseconds: hours, 6 places (half-even) */
+    RCOL_BOOL,    /* t/f: true/false */
+    RCOL_TIME_MS, /* unix milliseconds: ISO-8601 UTC */
+} report_col_kind;
+
+typedef struct report_col {
+    const char *name; /* CSV header and JSON key: a plain identifier */
+    report_col_kind kind;
+} report_col;
+
+typedef enum { REPORT_CSV, REPORT_JSON } report_format;
+
+/* Totals kept while rows stream (on the database thread), written after them. */
+typedef struct report_acc_ops {
+    void *(*start)(void);
+    int (*row)(void *acc, PGresult *r, int i); /* 0, or -1 to fail the report */
+    json_t *(*finish)(void *acc);              /* fields to add after "rows" (new ref) */
+    void (*free)(void *acc);
+} report_acc_ops;
+
+#define REPORT_MAX_PARAMS 8
+
+typedef struct report_spec {
+    const char *name;        /* "usage": the JSON "report" field, the CSV file name */
+    const char *declare_sql; /* static: "DECLARE rpt NO SCROLL CURSOR FOR SELECT ..." */
+    const report_col *cols;  /* one per output column, in order */
+    size_t ncols;
+    int nparams;
+    const char *params[REPORT_MAX_PARAMS]; /* copied; NULL = SQL NULL */
+    report_format format;
+    json_t *meta;              /* JSON only: fields before "rows" (stolen; may be NULL) */
+    const report_acc_ops *acc; /* JSON only; may be NULL */
+} report_spec;
+
+/* The cursor every declare_sql must name. */
+#define REPORT_DECLARE "DECLARE rpt NO SCROLL CURSOR FOR "
+
+/* reports_stream - run spec on the reports pool and stream the reply to c. */
+void reports_stream(http_ctx *c, report_spec *spec);
+
+#endif

@@ -1,0 +1,642 @@
+/*
+ * End-to-end: finance reports against a real tallyd and PostgreSQL. Activity is
+ * made through the API (the marketplace's life: accounts, a priced and
+ * published offer, a credited tenant, an order, signed usage in batches with a
+ * reversal, completion); then the usage report (CSV and JSON, grouped and per
+ * record, scoped per caller), the trial balance, the payouts and the
+ * reconciliation are read and checked by hand; then the database is tampered
+ * with as its owner (the append-only trigger disabled for a moment) and the
+ * reconciliation must name the broken rows. Last, a client that walks away
+ * from a large streamed report stops the report's cursor.
+ *
+ * Hand-checked money (as in test_market_api.c): 3.60 USD per device-hour, 8
+ * devices x 10 s per record = 0.080000 USD; the platform takes 5 % from the
+ * provider (0.004000), so the provider nets 0.076000 per record. Records r1,
+ * r2, r3, r4 and the reversal of r3: 5 rows, 3 records' worth: amount
+ * 0.240000, fees 0.012000, net 0.228000, 3 x 80 device-seconds = 240 s =
+ * 0.066667 device-hours (0.0666..., rounded half-even at the micro-hour).
+ */
+#include "testdb.h"
+#include "testhttp.h"
+
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static char ci[1024];
+static tallyd_proc srv;
+static json_t *prov, *prov2, *ten, *ten2, *fin;
+static unsigned char pk[32], sk[64];
+static char key_id[48], policy[48], offer[48];
+
+static const char *key(json_t *a)
+{
+    return json_string_value(json_object_get(a, "api_key"));
+}
+
+static const char *sv(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+static http_resp post(const char *path, const char *k, const char *idem, const char *body)
+{
+    char h[200];
+    const char *hdrs[] = {h, NULL};
+    snprintf(h, sizeof h, "Idempotency-Key: %s", idem ? idem : "");
+    return http_request(&srv, "POST", path, k, idem ? hdrs : NULL, body, body ? strlen(body) : 0);
+}
+
+static http_resp get(const char *path, const char *k)
+{
+    return http_request(&srv, "GET", path, k, NULL, NULL, 0);
+}
+
+static const char *sql1(const char *sql)
+{
+    const char *v = testdb_exec(ci, sql);
+    cr_assert(v, "%s: %s", sql, testdb_error());
+    return v;
+}
+
+static long long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Policy (3.60 per device-hour, UTC) and the platform's 5 % take from the provider. */
+static void make_policies(void)
+{
+    http_resp r = post("/v1/pricing/policies", key(prov), NULL,
+                       "{\"name\":\"H100 pool\",\"document\":{\"currency\":\"USD\",\"rules\":[{"
+                       "\"id\":\"base\",\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},"
+                       "\"per_device_hour\":\"3.60\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(policy, sizeof policy, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    r = post("/v1/pricing/policies", srv.admin_key, NULL,
+             "{\"name\":\"platform\",\"document\":{\"currency\":\"USD\",\"scope\":\"platform\","
+             "\"rules\":[{\"id\":\"take\",\"kind\":\"platform_fee\",\"take_ppm\":50000,"
+             "\"payer\":\"provider\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+}
+
+static void register_key(void)
+{
+    char hex[65], body[256];
+    http_resp r;
+
+    crypto_sign_keypair(pk, sk);
+    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
+    snprintf(body, sizeof body, "{\"public_key\":\"%s\",\"label\":\"meter-1\"}", hex);
+    r = post("/v1/provider-keys", key(prov), NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(key_id, sizeof key_id, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+}
+
+static void publish_offer(void)
+{
+    char body[1024], msg[512], path[128], sighex[129];
+    unsigned char sig[64];
+    http_resp r;
+
+    snprintf(body, sizeof body,
+             "{\"identifier\":\"eu-west-1/acme/h100-pool\",\"device\":\"nvidia-h100-sxm\","
+             "\"devices_per_node\":8,\"nodes\":2,\"zone\":\"eu-west-1a\",\"endpoint\":"
+             "\"127.0.0.1:9\",\"policy_id\":\"%s\",\"available_from\":\"2026-01-01T00:00:00Z\","
+             "\"residency\":[\"eu\",\"gdpr\"]}",
+             policy);
+    r = post("/v1/offers", key(prov), NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(offer, sizeof offer, "%s", sv(r.json, "id"));
+    snprintf(msg, sizeof msg, "tally-offer-challenge-v1\n%s\n%s\n%s", offer,
+             "eu-west-1/acme/h100-pool", sv(r.json, "challenge"));
+    http_resp_free(&r);
+    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, strlen(msg), sk);
+    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
+    snprintf(path, sizeof path, "/v1/offers/%s/publish", offer);
+    snprintf(body, sizeof body, "{\"key_id\":\"%s\",\"signature\":\"%s\"}", key_id, sighex);
+    r = post(path, key(prov), NULL, body);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+}
+
+static void deposit(json_t *tenant, const char *amount)
+{
+    char body[256];
+    http_resp r;
+    snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"currency\":\"USD\",\"amount\":\"%s\"}",
+             sv(tenant, "id"), amount);
+    r = post("/v1/ledger/deposits", srv.admin_key, NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+}
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    testdb_create(ci, sizeof ci);
+    tallyd_start(&srv, ci, NULL);
+    prov = tallyd_account(&srv, "acme-gpu", "provider");
+    prov2 = tallyd_account(&srv, "other-gpu", "provider");
+    ten = tallyd_account(&srv, "tenant-a", "tenant");
+    ten2 = tallyd_account(&srv, "tenant-b", "tenant");
+    fin = tallyd_account(&srv, "finance-1", "finance");
+    make_policies();
+    register_key();
+    publish_offer();
+}
+
+static void teardown(void)
+{
+    json_decref(prov);
+    json_decref(prov2);
+    json_decref(ten);
+    json_decref(ten2);
+    json_decref(fin);
+    tallyd_stop(&srv);
+    testdb_drop(ci);
+}
+
+TestSuite(reports_api, .init = setup, .fini = teardown, .timeout = 180);
+
+/* One signed batch item; sign with the wrong key when bad. */
+static json_t *item(const char *rid, const char *order, long long s, long long e,
+                    const char *reverses, int bad)
+{
+    json_t *rec = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:s}", "record_id", rid, "order_id",
+                            order, "device", "nvidia-h100-sxm", "count", 8, "start_ms",
+                            (json_int_t)s, "end_ms", (json_int_t)e, "profile", "llm-train");
+    char *canon, sighex[129];
+    unsigned char sig[64], bpk[32], bsk[64], *m;
+    size_t cl, dl = strlen("tally-usage-v1\n");
+
+    if (reverses)
+        json_object_set_new(rec, "reverses", json_string(reverses));
+    canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    cl = strlen(canon);
+    m = malloc(dl + cl);
+    memcpy(m, "tally-usage-v1\n", dl);
+    memcpy(m + dl, canon, cl);
+    crypto_sign_keypair(bpk, bsk);
+    crypto_sign_detached(sig, NULL, m, dl + cl, bad ? bsk : sk);
+    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
+    free(m);
+    free(canon);
+    return json_pack("{s:o, s:s, s:s}", "record", rec, "key_id", key_id, "signature", sighex);
+}
+
+static http_resp report(json_t *items, const char *k)
+{
+    json_t *b = json_pack("{s:o}", "records", items);
+    char *text = json_dumps(b, JSON_COMPACT);
+    http_resp r = post("/v1/usage", k, NULL, text);
+    free(text);
+    json_decref(b);
+    return r;
+}
+
+static const char *result(const http_resp *r, size_t i, const char *field)
+{
+    return sv(json_array_get(json_object_get(r->json, "results"), i), field);
+}
+
+static long long balance(json_t *who, const char *purpose)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_accounts a ON "
+             "a.id = e.account_id WHERE %s%s%s AND a.purpose = '%s'",
+             who ? "a.owner_id = '" : "a.owner_id IS NULL", who ? sv(who, "id") : "",
+             who ? "'" : "", purpose);
+    return atoll(sql1(sql));
+}
+
+static char *place_order(const char *idem, long long *start)
+{
+    static char id[48];
+    char body[1024], qbody[512], start_iso[40];
+    long long work;
+    http_resp r;
+    time_t t;
+
+    *start = now_ms() - 50000; /* ordered 50 s ago: usage can be reported at once */
+    t = (time_t)(*start / 1000);
+    strftime(start_iso, sizeof start_iso, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    *start = (long long)t * 1000;
+    snprintf(qbody, sizeof qbody,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
+             "\"llm-train\",\"wall_ms\":60000}",
+             policy);
+    r = post("/v1/quotes", key(ten), NULL, qbody);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    work = json_integer_value(json_object_get(json_object_get(r.json, "workload"), "mcu"));
+    /* 8 devices x 60 s = 480 device-seconds = 0.480000 at 3.60 per device-hour */
+    cr_assert_str_eq(sv(r.json, "total"), "0.480000", "%s", r.body);
+    snprintf(body, sizeof body,
+             "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","
+             "\"work_mcu\":%lld,\"quote_id\":\"%s\",\"start\":\"%s\",\"constraints\":{"
+             "\"regions\":[\"eu-west-1\"],\"residency\":[\"eu\"],\"currency\":\"USD\"}}",
+             work, sv(r.json, "id"), start_iso);
+    http_resp_free(&r);
+    r = post("/v1/orders", key(ten), idem, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "state"), "placed", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "offer_id"), offer);
+    cr_assert_str_eq(sv(r.json, "priced"), "0.480000", "the quote's price is locked: %s", r.body);
+    snprintf(id, sizeof id, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    /* the same request again replays the same order */
+    r = post("/v1/orders", key(ten), idem, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "id"), id);
+    cr_assert_str_eq(http_header_value(&r, "idempotent-replayed"), "true");
+    http_resp_free(&r);
+    return id;
+}
+
+/* Make the activity: r1, r2 | r3 | r4 and the reversal of r3 | complete. Returns the order. */
+static const char *activity(void)
+{
+    static char order[48];
+    char path[128];
+    long long t0;
+    http_resp r;
+    json_t *b;
+
+    deposit(ten, "100.00");
+    snprintf(order, sizeof order, "%s", place_order("order-1", &t0));
+    b = json_pack("[o, o]", item("r1", order, t0, t0 + 10000, NULL, 0),
+                  item("r2", order, t0 + 10000, t0 + 20000, NULL, 0));
+    r = report(b, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    b = json_pack("[o]", item("r3", order, t0 + 20000, t0 + 30000, NULL, 0));
+    r = report(b, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    b = json_pack("[o, o]", item("r4", order, t0 + 30000, t0 + 40000, NULL, 0),
+                  item("r3-rev", order, t0 + 20000, t0 + 30000, "r3", 0));
+    r = report(b, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(result(&r, 1, "amount"), "-0.080000", "%s", r.body);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/orders/%s/complete", order);
+    r = post(path, key(prov), NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    for (int i = 0; i < 100 && strcmp(sql1("SELECT count(*) FROM settlements WHERE state <> "
+                                           "'posted'"),
+                                      "0") != 0;
+         i++)
+        usleep(50000);
+    cr_assert_str_eq(sql1("SELECT count(*) FROM settlements WHERE state <> 'posted'"), "0");
+    cr_assert_eq(balance(prov, "payable"), -228000);
+    return order;
+}
+
+/* The CU of all usage as the report must print it: milli-CU / 1000, three places. */
+static void cu_text(char *out, size_t cap)
+{
+    long long mcu = atoll(sql1("SELECT sum(mcu) FROM usage_records"));
+    cr_assert_gt(mcu, 0);
+    snprintf(out, cap, "%lld.%03lld", mcu / 1000, mcu % 1000);
+}
+
+Test(reports_api, usage_report_csv_and_json_by_hand)
+{
+    char path[256], want[1024], cu[32];
+    http_resp r;
+    json_t *row;
+
+    activity();
+    cu_text(cu, sizeof cu);
+
+    r = get("/v1/reports/usage?group_by=provider&format=csv", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(http_header_value(&r, "transfer-encoding"), "chunked", "streamed");
+    cr_assert(strstr(http_header_value(&r, "content-type"), "text/csv"));
+    cr_assert_str_eq(http_header_value(&r, "x-tally-replica"), "false");
+    snprintf(want, sizeof want,
+             "provider_id,currency,records,cu,device_hours,gross,discounts,amount,fees,net\r\n"
+             "%s,USD,5,%s,0.066667,0.240000,0.000000,0.240000,0.012000,0.228000\r\n",
+             sv(prov, "id"), cu);
+    cr_assert_str_eq(r.body, want);
+    http_resp_free(&r);
+
+    /* JSON: the same fields, amounts as exact decimal strings */
+    r = get("/v1/reports/usage?group_by=tenant&from=2020-01-01T00:00:00Z", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "report"), "usage", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "group_by"), "tenant");
+    cr_assert(json_is_false(json_object_get(r.json, "served_by_replica")));
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 1, "%s", r.body);
+    row = json_array_get(json_object_get(r.json, "rows"), 0);
+    cr_assert_str_eq(sv(row, "tenant_id"), sv(ten, "id"));
+    cr_assert_eq(json_integer_value(json_object_get(row, "records")), 5);
+    cr_assert_str_eq(sv(row, "cu"), cu);
+    cr_assert_str_eq(sv(row, "amount"), "0.240000");
+    cr_assert_str_eq(sv(row, "net"), "0.228000");
+    cr_assert_str_eq(sv(row, "device_hours"), "0.066667");
+    http_resp_free(&r);
+
+    /* one row per record: 5 rows, the reversal negative and naming r3 */
+    r = get("/v1/reports/usage?group_by=record&format=csv", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    {
+        int lines = 0;
+        for (const char *p = r.body; (p = strstr(p, "\r\n")); p += 2)
+            lines++;
+        cr_assert_eq(lines, 6, "header + 5 records: %s", r.body);
+        cr_assert(strstr(r.body, ",-0.080000,-0.004000,-0.076000,"), "%s", r.body);
+        cr_assert(strstr(r.body, ",r3\r\n"), "the reversal names r3: %s", r.body);
+    }
+    http_resp_free(&r);
+
+    /* by day: one day, the same sums */
+    r = get("/v1/reports/usage?group_by=day", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    row = json_array_get(json_object_get(r.json, "rows"), 0);
+    cr_assert_eq(strlen(sv(row, "day")), 10, "%s", r.body);
+    cr_assert_str_eq(sv(row, "gross"), "0.240000");
+    http_resp_free(&r);
+
+    /* scope: the tenant sees its own, the other tenant nothing, the provider its own */
+    r = get("/v1/reports/usage?group_by=offer", key(ten));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 1, "%s", r.body);
+    cr_assert_str_eq(sv(json_array_get(json_object_get(r.json, "rows"), 0), "offer_id"), offer);
+    http_resp_free(&r);
+    r = get("/v1/reports/usage?group_by=region&format=csv", key(ten2));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(r.body, "region,currency,records,cu,device_hours,gross,discounts,amount,"
+                             "fees,net\r\n");
+    http_resp_free(&r);
+    r = get("/v1/reports/usage?group_by=device", key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(json_array_get(json_object_get(r.json, "rows"), 0), "device_id"),
+                     "nvidia-h100-sxm", "%s", r.body);
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/reports/usage?tenant_id=%s", sv(ten, "id"));
+    r = get(path, key(ten2));
+    cr_assert_eq(r.status, 403, "another tenant's report: %s", r.body);
+    http_resp_free(&r);
+    /* finance narrows by tenant */
+    snprintf(path, sizeof path, "/v1/reports/usage?group_by=provider&tenant_id=%s", sv(ten2, "id"));
+    r = get(path, key(fin));
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 0, "%s", r.body);
+    http_resp_free(&r);
+}
+
+Test(reports_api, bad_parameters_are_422_naming_the_field)
+{
+    static const struct {
+        const char *path, *field;
+    } bad[] = {
+        {"/v1/reports/usage?group_by=week", "group_by"},
+        {"/v1/reports/usage?format=xml", "format"},
+        {"/v1/reports/usage?from=yesterday", "from"},
+        {"/v1/reports/usage?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "to"},
+        {"/v1/reports/trial-balance?as_of=2026-13-01T00:00:00Z", "as_of"},
+        {"/v1/reports/payouts?period=2026-13", "period"},
+        {"/v1/reports/payouts", "period"},
+        {"/v1/reports/reconciliation?to=soon", "to"},
+    };
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        http_resp r = get(bad[i].path, key(fin));
+        cr_assert_eq(r.status, 422, "%s: %s", bad[i].path, r.body);
+        cr_assert_str_eq(sv(r.json, "field"), bad[i].field, "%s: %s", bad[i].path, r.body);
+        http_resp_free(&r);
+    }
+    {
+        http_resp r = get("/v1/reports/trial-balance", key(ten));
+        cr_assert_eq(r.status, 403, "a tenant reads no trial balance: %s", r.body);
+        http_resp_free(&r);
+    }
+}
+
+Test(reports_api, trial_balance_and_payouts)
+{
+    char path[128], period[8];
+    time_t now = time(NULL);
+    json_t *totals, *row;
+    http_resp r;
+
+    activity();
+    r = get("/v1/reports/trial-balance", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "balanced")), "%s", r.body);
+    totals = json_object_get(r.json, "totals");
+    cr_assert_eq(json_array_size(totals), 1, "%s", r.body);
+    cr_assert_str_eq(sv(json_array_get(totals, 0), "currency"), "USD");
+    cr_assert_str_eq(sv(json_array_get(totals, 0), "total"), "0.000000");
+    /* 100 deposited: the external account is debited 100, the rest credit */
+    cr_assert_str_eq(sv(json_array_get(totals, 0), "debits"), "100.000000", "%s", r.body);
+    cr_assert_str_eq(sv(json_array_get(totals, 0), "credits"), "100.000000", "%s", r.body);
+    {
+        size_t i;
+        json_t *a;
+        int seen = 0;
+        json_array_foreach(json_object_get(r.json, "rows"), i, a)
+        {
+            if (sv(a, "owner_id") && !strcmp(sv(a, "owner_id"), sv(prov, "id"))) {
+                cr_assert_str_eq(sv(a, "normal"), "credit", "%s", r.body);
+                cr_assert_str_eq(sv(a, "balance"), "0.228000", "%s", r.body);
+                cr_assert_str_eq(sv(a, "credit"), "0.228000");
+                cr_assert_str_eq(sv(a, "debit"), "0.000000");
+                seen = 1;
+            }
+        }
+        cr_assert(seen, "the provider's payable account is listed: %s", r.body);
+    }
+    http_resp_free(&r);
+    /* before anything happened: every balance zero, still balanced */
+    r = get("/v1/reports/trial-balance?as_of=2020-01-01T00:00:00Z", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "as_of"), "2020-01-01T00:00:00.000000Z");
+    cr_assert_str_eq(sv(json_array_get(json_object_get(r.json, "totals"), 0), "debits"), "0.000000",
+                     "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "balanced")), "%s", r.body);
+    http_resp_free(&r);
+
+    /* payouts this month: 4 captures x 0.076 - the refund of 0.076 = 0.228 owed */
+    strftime(period, sizeof period, "%Y-%m", gmtime(&now));
+    snprintf(path, sizeof path, "/v1/reports/payouts?period=%s", period);
+    r = get(path, key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 1, "%s", r.body);
+    row = json_array_get(json_object_get(r.json, "rows"), 0);
+    cr_assert_str_eq(sv(row, "provider_id"), sv(prov, "id"));
+    cr_assert_str_eq(sv(row, "opening"), "0.000000", "%s", r.body);
+    cr_assert_str_eq(sv(row, "captured"), "0.304000", "%s", r.body);
+    cr_assert_str_eq(sv(row, "refunded"), "0.076000", "%s", r.body);
+    cr_assert_str_eq(sv(row, "paid_out"), "0.000000", "%s", r.body);
+    cr_assert_str_eq(sv(row, "other"), "0.000000", "%s", r.body);
+    cr_assert_str_eq(sv(row, "owed"), "0.228000", "%s", r.body);
+    cr_assert_str_eq(sv(row, "owed_now"), "0.228000", "%s", r.body);
+    http_resp_free(&r);
+    /* the month before: nothing yet */
+    r = get("/v1/reports/payouts?period=2020-01&format=csv", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(strstr(r.body, ",USD,0.000000,0.000000,0.000000,0.000000,0.000000,0.000000,"
+                             "0.228000\r\n"),
+              "%s", r.body);
+    http_resp_free(&r);
+    /* a provider reads only its own */
+    snprintf(path, sizeof path, "/v1/reports/payouts?period=%s&provider_id=%s", period,
+             sv(prov, "id"));
+    r = get(path, key(prov2));
+    cr_assert_eq(r.status, 403, "%s", r.body);
+    http_resp_free(&r);
+}
+
+/* The rows of a reconciliation whose check is chk and whose usage_ids contain id. */
+static int discrepancies(const http_resp *r, const char *chk, const char *id)
+{
+    size_t i;
+    json_t *row;
+    int n = 0;
+
+    json_array_foreach(json_object_get(r->json, "rows"), i, row)
+    {
+        const char *ids = sv(row, "usage_ids");
+        if (!strcmp(sv(row, "check"), chk) && (!id || (ids && strstr(ids, id))))
+            n++;
+    }
+    return n;
+}
+
+Test(reports_api, reconciliation_empty_then_lists_tampering)
+{
+    char use_id[48], sql[512];
+    http_resp r;
+
+    activity();
+    r = get("/v1/reports/reconciliation", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 0,
+                 "everything agrees: %s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "agrees")), "%s", r.body);
+    http_resp_free(&r);
+
+    /* tamper as the tables' owner: r1 now claims 0.090000 */
+    snprintf(use_id, sizeof use_id, "%s",
+             sql1("SELECT id FROM usage_records WHERE record_id = 'r1'"));
+    sql1("ALTER TABLE usage_records DISABLE TRIGGER usage_records_append_only");
+    sql1("UPDATE usage_records SET amount_micros = 90000 WHERE record_id = 'r1' RETURNING 1");
+    sql1("ALTER TABLE usage_records ENABLE TRIGGER usage_records_append_only");
+    /* and the ledger hold of the order is 1 micro-unit more than the order says */
+    sql1("ALTER TABLE ledger_holds DISABLE TRIGGER USER");
+    sql1("UPDATE ledger_holds SET amount = amount + 1 RETURNING 1");
+    sql1("ALTER TABLE ledger_holds ENABLE TRIGGER USER");
+
+    r = get("/v1/reports/reconciliation", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_false(json_object_get(r.json, "agrees")), "%s", r.body);
+    cr_assert_eq(discrepancies(&r, "usage_lines", use_id), 1, "%s", r.body);
+    cr_assert_eq(discrepancies(&r, "settlement_usage", use_id), 1, "%s", r.body);
+    cr_assert_eq(discrepancies(&r, "order_usage", use_id), 1, "%s", r.body);
+    cr_assert_eq(discrepancies(&r, "hold_amount", NULL), 1, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 4, "%s", r.body);
+    {
+        size_t i;
+        json_t *row;
+        json_array_foreach(json_object_get(r.json, "rows"), i, row)
+        {
+            if (!strcmp(sv(row, "check"), "settlement_usage")) {
+                cr_assert_str_eq(sv(row, "expected"), "0.170000", "%s", r.body);
+                cr_assert_str_eq(sv(row, "actual"), "0.160000", "%s", r.body);
+                cr_assert(sv(row, "settlement_id") && sv(row, "txn_id"), "%s", r.body);
+            }
+        }
+    }
+    http_resp_free(&r);
+    /* CSV: one header and four rows */
+    r = get("/v1/reports/reconciliation?format=csv", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(!strncmp(r.body,
+                       "check,order_id,settlement_id,txn_id,hold_id,usage_ids,currency,"
+                       "expected,actual,detail\r\n",
+                       80),
+              "%s", r.body);
+    http_resp_free(&r);
+    /* a range before the activity sees none of it */
+    snprintf(sql, sizeof sql, "/v1/reports/reconciliation?to=2020-01-01T00:00:00Z");
+    r = get(sql, key(fin));
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "row_count")), 0, "%s", r.body);
+    http_resp_free(&r);
+}
+
+/* Open a raw connection, ask for path, read about want bytes of the reply, close. */
+static size_t read_some_and_leave(const char *path, const char *k, size_t want)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)srv.port)};
+    char req[512], buf[16384];
+    size_t got = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    cr_assert_geq(fd, 0);
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
+             path, k);
+    cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+    while (got < want) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    return got;
+}
+
+Test(reports_api, client_leaving_a_large_report_stops_its_cursor)
+{
+    const char *busy;
+    http_resp r;
+    int i;
+
+    activity();
+    /* fixture: 300 000 copies of r1 straight into the table (not through the API) */
+    sql1("INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, count, "
+         "start_at, end_at, start_ms, end_ms, work_mcu, mcu, device_ms, currency, amount_micros, "
+         "fee_micros, period, billed_period, lines, key_id, signature, canonical, record_hash, "
+         "batch_id, settlement_id) SELECT 'use_0' || lpad(upper(to_hex(g)), 25, '0'), "
+         "provider_id, 'fx-' || g, order_id, device_id, count, start_at, end_at, start_ms, end_ms, "
+         "work_mcu, mcu, device_ms, currency, amount_micros, fee_micros, period, billed_period, "
+         "lines, key_id, signature, canonical, record_hash, batch_id, settlement_id FROM "
+         "usage_records, generate_series(1, 300000) g WHERE record_id = 'r1' RETURNING 1");
+    cr_assert_gt(
+        read_some_and_leave("/v1/reports/usage?group_by=record&format=csv", key(fin), 65536), 4096,
+        "the report started at once");
+    /* the stream notices at its next chunk and its transaction ends */
+    for (i = 0; i < 100; i++) {
+        busy = sql1("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'FETCH%' AND state "
+                    "<> 'idle'");
+        if (!strcmp(busy, "0"))
+            break;
+        usleep(100000);
+    }
+    cr_assert_str_eq(busy, "0", "the cursor was abandoned");
+    /* the pool is free again: a full report still works, and says how many rows */
+    r = get("/v1/reports/usage?group_by=provider", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(
+                     json_array_get(json_object_get(r.json, "rows"), 0), "records")),
+                 300005, "%s", r.body);
+    http_resp_free(&r);
+}
