@@ -21,33 +21,41 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char sql_close[] =
-    "WITH u AS (SELECT o.tenant_id, u.currency, u.lines, u.amount_micros, u.fee_micros, "
-    "  u.reverses, CASE WHEN u.period <> u.billed_period THEN u.period ELSE '' END AS fp "
-    "  FROM usage_records u JOIN orders o ON o.id = u.order_id "
-    "  WHERE u.billed_period = $1 AND ($2::text IS NULL OR o.tenant_id = $2)), "
-    "l AS (SELECT tenant_id, currency, x->>'kind' AS k, coalesce(x->>'rule_id', '') AS r, "
-    "  x->>'unit' AS un, x->>'payer' AS p, fp, (x->>'unit_price')::bigint AS up, "
-    "  sum((x->>'quantity')::bigint) AS q, sum((x->>'amount')::bigint) AS a "
-    "  FROM u CROSS JOIN LATERAL jsonb_array_elements(u.lines) x GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 "
-    "  UNION ALL SELECT tenant_id, currency, 'reversal', '', 'record', 'tenant', fp, 0, count(*), "
-    "  sum(amount_micros) FROM u WHERE reverses IS NOT NULL GROUP BY 1, 2, 7 "
-    "  UNION ALL SELECT tenant_id, currency, 'reversal', '', 'record', 'provider', fp, 0, "
-    "  count(*), sum(fee_micros) FROM u WHERE reverses IS NOT NULL AND fee_micros <> 0 "
-    "  GROUP BY 1, 2, 7), "
-    "g AS (SELECT tenant_id, currency, jsonb_agg(jsonb_build_object('kind', k, 'rule_id', r, "
-    "  'unit', un, 'payer', p, 'from_period', fp, 'unit_price', up, 'quantity', q, 'amount', a) "
-    "  ORDER BY p DESC, fp, k, r, up) AS lines FROM l GROUP BY 1, 2), "
-    "t AS (SELECT tenant_id, currency, count(*) AS n, sum(amount_micros) AS tot FROM u "
-    "  GROUP BY 1, 2), "
-    "ins AS (INSERT INTO invoices (id, tenant_id, period, currency, state, lines, records, "
-    "  total_micros) SELECT tally_invoice_new_id('inv'), t.tenant_id, $1, t.currency, 'draft', "
-    "  coalesce(g.lines, '[]'::jsonb), t.n, t.tot FROM t LEFT JOIN g USING (tenant_id, currency) "
-    "  ON CONFLICT (tenant_id, period, currency) DO UPDATE SET lines = EXCLUDED.lines, "
-    "  records = EXCLUDED.records, total_micros = EXCLUDED.total_micros, updated_at = now() "
-    "  WHERE invoices.state = 'draft' RETURNING 1) "
-    "SELECT count(*), (SELECT count(*) FROM invoices WHERE period = $1 AND state = 'final' AND "
-    "  ($2::text IS NULL OR tenant_id = $2)) FROM ins";
+/* The close statement around a filter on the usage rows of period $1: every
+ * tenant ($2 NULL), or one tenant's orders ($2, through the orders_tenant and
+ * usage_records_order indexes: finalising one invoice never scans the period). */
+#define SQL_CLOSE_HEAD                                                                             \
+    "WITH u AS (SELECT o.tenant_id, u.currency, u.lines, u.amount_micros, u.fee_micros, "          \
+    "  u.reverses, CASE WHEN u.period <> u.billed_period THEN u.period ELSE '' END AS fp "         \
+    "  FROM usage_records u JOIN orders o ON o.id = u.order_id WHERE u.billed_period = $1 AND "
+#define SQL_CLOSE_TAIL                                                                             \
+    "), l AS (SELECT tenant_id, currency, x->>'kind' AS k, coalesce(x->>'rule_id', '') AS r, "     \
+    "  x->>'unit' AS un, x->>'payer' AS p, fp, (x->>'unit_price')::bigint AS up, "                 \
+    "  sum((x->>'quantity')::bigint) AS q, sum((x->>'amount')::bigint) AS a "                      \
+    "  FROM u CROSS JOIN LATERAL jsonb_array_elements(u.lines) x GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 " \
+    "  UNION ALL SELECT tenant_id, currency, 'reversal', '', 'record', 'tenant', fp, 0, "          \
+    "count(*), "                                                                                   \
+    "  sum(amount_micros) FROM u WHERE reverses IS NOT NULL GROUP BY 1, 2, 7 "                     \
+    "  UNION ALL SELECT tenant_id, currency, 'reversal', '', 'record', 'provider', fp, 0, "        \
+    "  count(*), sum(fee_micros) FROM u WHERE reverses IS NOT NULL AND fee_micros <> 0 "           \
+    "  GROUP BY 1, 2, 7), "                                                                        \
+    "g AS (SELECT tenant_id, currency, jsonb_agg(jsonb_build_object('kind', k, 'rule_id', r, "     \
+    "  'unit', un, 'payer', p, 'from_period', fp, 'unit_price', up, 'quantity', q, 'amount', a) "  \
+    "  ORDER BY p DESC, fp, k, r, up) AS lines FROM l GROUP BY 1, 2), "                            \
+    "t AS (SELECT tenant_id, currency, count(*) AS n, sum(amount_micros) AS tot FROM u "           \
+    "  GROUP BY 1, 2), "                                                                           \
+    "ins AS (INSERT INTO invoices (id, tenant_id, period, currency, state, lines, records, "       \
+    "  total_micros) SELECT tally_invoice_new_id('inv'), t.tenant_id, $1, t.currency, 'draft', "   \
+    "  coalesce(g.lines, '[]'::jsonb), t.n, t.tot FROM t LEFT JOIN g USING (tenant_id, currency) " \
+    "  ON CONFLICT (tenant_id, period, currency) DO UPDATE SET lines = EXCLUDED.lines, "           \
+    "  records = EXCLUDED.records, total_micros = EXCLUDED.total_micros, updated_at = now() "      \
+    "  WHERE invoices.state = 'draft' RETURNING 1) "                                               \
+    "SELECT count(*), (SELECT count(*) FROM invoices WHERE period = $1 AND state = 'final' AND "   \
+    "  ($2::text IS NULL OR tenant_id = $2)) FROM ins"
+
+static const char sql_close[] = SQL_CLOSE_HEAD "$2::text IS NULL" SQL_CLOSE_TAIL;
+static const char sql_close_tenant[] =
+    SQL_CLOSE_HEAD "u.order_id IN (SELECT id FROM orders WHERE tenant_id = $2)" SQL_CLOSE_TAIL;
 
 int invoice_close(db_conn *db, const char *period, int *status, json_t **body)
 {
@@ -199,7 +207,7 @@ static int freeze(db_conn *db, const signing_key *key, const char *id, const cha
 {
     char seq[24], number[24], sig[2 * crypto_sign_BYTES + 1], *canon = NULL;
     const char *p[] = {period, tenant};
-    PGresult *r = db_exec(db, sql_close, 2, p), *q = NULL;
+    PGresult *r = db_exec(db, sql_close_tenant, 2, p), *q = NULL;
     invoice_doc d = {0};
     size_t len;
     int rc = DB_FAILED;
