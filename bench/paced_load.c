@@ -224,13 +224,12 @@ static int build_request(const char *url, const char *method, const char *body,
     L.request_len = (size_t)snprintf(L.request, cap, "%s %s HTTP/1.1\r\nHost: %s:%d\r\n", method,
                                      path, host, port);
     for (int i = 0; i < nh; i++)
-        L.request_len += (size_t)snprintf(L.request + L.request_len, cap - L.request_len,
-                                          "%s\r\n", headers[i]);
-    if (body)
         L.request_len +=
-            (size_t)snprintf(L.request + L.request_len, cap - L.request_len,
-                             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                             strlen(body), body);
+            (size_t)snprintf(L.request + L.request_len, cap - L.request_len, "%s\r\n", headers[i]);
+    if (body)
+        L.request_len += (size_t)snprintf(
+            L.request + L.request_len, cap - L.request_len,
+            "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen(body), body);
     else
         L.request_len += (size_t)snprintf(L.request + L.request_len, cap - L.request_len, "\r\n");
     return 0;
@@ -294,13 +293,14 @@ int main(int argc, char **argv)
         if (L.conns[i].busy)
             L.errors++; /* never answered */
     qsort(L.lat, (size_t)L.nlat, sizeof *L.lat, cmp_double);
-    printf("{\"rate\": %.0f, \"duration_s\": %.1f, \"warmup_s\": %.1f, \"conns\": %d, \"sent\": %lld, "
-           "\"completed\": %lld, \"errors\": %lld, \"non_2xx\": %lld, \"achieved_rps\": %.0f, "
-           "\"p50_ms\": %.2f, \"p90_ms\": %.2f, \"p99_ms\": %.2f, \"p999_ms\": %.2f, "
-           "\"max_ms\": %.2f}\n",
-           L.rate, L.duration, L.warmup, L.nconns, L.sent, L.completed, L.errors, L.non2xx,
-           (double)L.completed / L.duration, pct(0.50), pct(0.90), pct(0.99), pct(0.999),
-           L.nlat ? L.lat[L.nlat - 1] : 0.0);
+    printf(
+        "{\"rate\": %.0f, \"duration_s\": %.1f, \"warmup_s\": %.1f, \"conns\": %d, \"sent\": %lld, "
+        "\"completed\": %lld, \"errors\": %lld, \"non_2xx\": %lld, \"achieved_rps\": %.0f, "
+        "\"p50_ms\": %.2f, \"p90_ms\": %.2f, \"p99_ms\": %.2f, \"p999_ms\": %.2f, "
+        "\"max_ms\": %.2f}\n",
+        L.rate, L.duration, L.warmup, L.nconns, L.sent, L.completed, L.errors, L.non2xx,
+        (double)L.completed / L.duration, pct(0.50), pct(0.90), pct(0.99), pct(0.999),
+        L.nlat ? L.lat[L.nlat - 1] : 0.0);
     rc = L.errors || L.non2xx || L.completed < L.total ? 1 : 0;
     for (int i = 0; i < L.nconns; i++)
         if (L.conns[i].bev)

@@ -198,8 +198,17 @@ static int qw_work(db_conn *db, void *arg)
     long long t0 = mono_ms();
     int rc;
 
+    if (j->n > 0) { /* the pool re-runs a failed batch: rows stored meanwhile are done */
+        int k = 0;
+        for (int i = 0; i < j->n; i++)
+            if (j->rows[i]->status == QW_PENDING)
+                j->rows[k++] = j->rows[i];
+            else
+                complete_rows(&j->rows[i], 1, DB_OK);
+        j->n = k;
+    }
     for (;;) {
-        if (j->n == 0) { /* else: a batch the pool re-runs after a retryable failure */
+        if (j->n == 0) {
             pthread_mutex_lock(&qw_mu);
             j->n = take_locked(j->rows, QW_BATCH_MAX);
             if (j->n == 0)
