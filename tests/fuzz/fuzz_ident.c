@@ -1,9 +1,11 @@
 /*
- * libFuzzer harness: the identifier grammar (market/ident.c) on arbitrary bytes.
- * Checks the invariants as well as memory safety: an accepted identifier is
- * canonical (re-parses to itself, only [a-z0-9-/], at most 191 bytes) and lies
- * under each of its own prefixes.
+ * libFuzzer harness: the identifier grammar (market/ident.c) and offer
+ * endpoints (market/endpoint.c) on arbitrary bytes. Checks the invariants as
+ * well as memory safety: an accepted identifier is canonical (re-parses to
+ * itself, only [a-z0-9-/], at most 191 bytes) and lies under its region; an
+ * accepted endpoint's canonical text re-parses to itself.
  */
+#include "endpoint.h"
 #include "ident.h"
 
 #include <stdint.h>
@@ -50,6 +52,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ident_parse_full(s, size, &id, &pos) == IDENT_OK && id.nlabels != IDENT_MAX_LABELS)
         abort();
     (void)ident_under(s, "eu/acme");
+    {
+        market_endpoint ep, again;
+        char err[160];
+        if (endpoint_parse(s, &ep, err, sizeof err) == 0 &&
+            (endpoint_parse(ep.text, &again, err, sizeof err) != 0 ||
+             strcmp(again.text, ep.text) != 0 || again.port != ep.port || ep.port < 1))
+            abort();
+    }
     free(s);
     return 0;
 }
