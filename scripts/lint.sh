@@ -15,9 +15,9 @@ else
     echo "lint: clang-format not installed; skipping the format check" >&2
 fi
 if command -v cppcheck >/dev/null; then
-    dirs=$(for d in server metering pricing billing scheduler tools bench tests/fuzz; do [ -d "$d" ] && echo "$d"; done)
+    dirs=$(for d in server metering pricing billing scheduler market tools bench tests/fuzz; do [ -d "$d" ] && echo "$d"; done)
     if ! cppcheck --enable=warning,performance,portability --std=c11 --quiet --error-exitcode=1 \
-        --inline-suppr --suppress=missingIncludeSystem -I server -I metering $dirs; then
+        --inline-suppr --suppress=missingIncludeSystem -I server -I metering -I market $dirs; then
         echo "lint: cppcheck found problems" >&2
         status=1
     fi

@@ -347,6 +347,7 @@ static void order_list_done(http_ctx *c, PGresult *res, void *arg)
     int limit = *(int *)arg;
     free(arg);
     http_reply_json(c, 200, paging_build(res, limit, list_row, NULL));
+    PQclear(res);
 }
 
 void h_orders_list(http_ctx *c)

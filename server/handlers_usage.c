@@ -224,6 +224,7 @@ static void usage_list_done(http_ctx *c, PGresult *r, void *arg)
     int limit = *(int *)arg;
     free(arg);
     http_reply_json(c, 200, paging_build(r, limit, usage_row, NULL));
+    PQclear(r);
 }
 
 void h_usage_list(http_ctx *c)
