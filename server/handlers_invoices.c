@@ -294,8 +294,11 @@ static json_t *list_row(PGresult *r, int i, const void *ctx)
 static void list_done(http_ctx *c, PGresult *r, void *arg)
 {
     int limit = *(int *)arg;
+    json_t *page = paging_build(r, limit, list_row, NULL);
+
     free(arg);
-    http_reply_json(c, 200, paging_build(r, limit, list_row, NULL));
+    PQclear(r);
+    http_reply_json(c, 200, page);
 }
 
 void h_invoices_list(http_ctx *c)

@@ -57,12 +57,20 @@ static const char sql_close[] = SQL_CLOSE_HEAD "$2::text IS NULL" SQL_CLOSE_TAIL
 static const char sql_close_tenant[] =
     SQL_CLOSE_HEAD "u.order_id IN (SELECT id FROM orders WHERE tenant_id = $2)" SQL_CLOSE_TAIL;
 
+/* Closing every tenant of a month is a batch job: it may take longer than the
+ * pool's per-statement limit (TALLY_DB_TIMEOUT_MS), so it sets its own for the
+ * transaction it runs in. */
+static const char sql_close_timeout[] = "SET LOCAL statement_timeout = '600s'";
+
 int invoice_close(db_conn *db, const char *period, int *status, json_t **body)
 {
     const char *p[] = {period, NULL};
-    PGresult *r = db_exec(db, sql_close, 2, p);
+    PGresult *r;
+    int rc;
 
-    if (!r)
+    if ((rc = db_command(db, sql_close_timeout, 0, NULL)) != DB_OK)
+        return rc;
+    if (!(r = db_exec(db, sql_close, 2, p)))
         return db_last_status(db);
     *status = 200;
     *body = json_pack("{s:s, s:I, s:I}", "period", period, "drafts",
