@@ -17,10 +17,18 @@
  *   apply each op in memory against the locked, batch-local state: an op that
  *     fails (insufficient funds, capture above the hold, ...) is dropped from
  *     the write set and gets its own 4xx, without touching its neighbours
- *   write every surviving transaction, entry, balance, head and hold with a
- *     handful of set-based statements; store every op's outcome (successes
- *     and permanent failures) under its Idempotency-Key
- *   COMMIT, then reply to each op.
+ *   check that the signing key is not retired (after the head locks)
+ *   write every surviving transaction and entry by binary COPY
+ *     (ledger_copy.c), then balances, shards, heads and holds with a handful
+ *     of set-based statements; store every op's outcome (successes and
+ *     permanent failures) under its Idempotency-Key
+ *   COMMIT (sent with those statements in one pipelined round trip), then
+ *     reply to each op.
+ *
+ * For other modules (the marketplace): build ledger_ops with ledger_op_new and
+ * submit each with ledger_submit from an event loop; ops submitted close
+ * together share one commit. ledger_run_ops applies a list of ops as one batch
+ * synchronously on a database thread (each op still fails on its own).
  *
  * Hot accounts (provider payable, platform revenue, external cash) are never
  * limit-checked and never row-locked: their balance is split into one shard

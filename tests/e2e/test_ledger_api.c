@@ -2,8 +2,10 @@
  * End-to-end: the ledger over HTTP against a real tallyd — every endpoint,
  * bad inputs, idempotency (replay, mismatch, replayed permanent failures),
  * tenant scope, hold expiry and checkpoints; 16 concurrent clients on two
- * tallyd processes sharing one database with every request sent twice; and a
- * kill -9 in the middle of the load. `tallyd verify` must pass after each.
+ * tallyd processes sharing one database with every request sent twice; a
+ * kill -9 in the middle of the load; SIGTERM while ops wait in the writer;
+ * credit limits; key retirement and rotation. `tallyd verify` must pass after
+ * each.
  */
 #include "testdb.h"
 #include "testhttp.h"
