@@ -13,6 +13,7 @@
 #   baseline        GET /                                    bench-baseline
 #   resolve         GET /v1/resolve/eu-west-1/bench/pod-1    tallyd, tenant key, full identifier
 #   resolve_prefix  GET /v1/resolve/eu-west-1/bench          tallyd, tenant key, prefix (OFFERS children)
+#   placement       POST /v1/placements                      tallyd, tenant key, ranks all OFFERS offers
 #
 # Each figure is the target's median round; the ratio is to the baseline's median
 # round of the same run. Prints the share of CPU other processes took per round.
@@ -118,8 +119,10 @@ free_port() {
 "$BASELINE" --host 127.0.0.1 --port 0 --threads "$THREADS" 2>"$LOG_DIR/baseline.log" &
 BASE_PID=$!
 PORT=$(free_port)
+# The offers' endpoints (TEST-NET addresses) never answer; 100 probe failures before
+# "down" keeps them placeable for the whole run, so placements rank every offer.
 TALLY_LISTEN="127.0.0.1:$PORT" TALLY_THREADS="$THREADS" TALLY_ACCESS_LOG="$ACCESS_LOG" \
-    "$TALLYD" serve 2>"$LOG_DIR/tallyd.log" >/dev/null &
+    TALLY_PROBE_FAILURES=100 "$TALLYD" serve 2>"$LOG_DIR/tallyd.log" >/dev/null &
 SRV_PID=$!
 for _ in $(seq 1 300); do
     curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break
@@ -195,11 +198,24 @@ run_wrk() {  # run_wrk NAME ROUND URL [wrk args...]
     ERRS[$k]=$(awk -F: '/Non-2xx or 3xx responses/ {gsub(/ /, "", $2); n += $2} /Socket errors:/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$out")
     [ -n "${RPS[$k]}" ] || die "cannot parse wrk output for $name"
 }
-TARGETS=(baseline resolve resolve_prefix)
+# POST /v1/placements: rank all OFFERS offers for an 8-GPU job (dry run, nothing reserved)
+PLACE_BODY='{"device":"nvidia-h100-sxm","count":8,"profile":"llm-train","wall_ms":3600000,"constraints":{"regions":["eu-west-1"],"data_region":"eu-central-1"}}'
+curl -fsS --max-time 10 -H "$AUTH" -H 'Content-Type: application/json' -d "$PLACE_BODY" \
+    "$API/v1/placements" >"$LOG_DIR/placement.body" || die "placement failed"
+jq -e ".ranked | length == $OFFERS" "$LOG_DIR/placement.body" >/dev/null \
+    || die "unexpected placement: $(head -c 600 "$LOG_DIR/placement.body")"
+cat >"$TMP/placement.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$PLACE_BODY'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $TENANT_KEY"
+LUA
+TARGETS=(baseline resolve resolve_prefix placement)
 for round in $(seq 1 "$ROUNDS"); do
     run_wrk baseline "$round" "http://127.0.0.1:$BASE_PORT/"
     run_wrk resolve "$round" "$RESOLVE_URL" -H "$AUTH"
     run_wrk resolve_prefix "$round" "$PREFIX_URL" -H "$AUTH"
+    run_wrk placement "$round" "$API/v1/placements" -s "$TMP/placement.lua"
 done
 
 # --- report ---------------------------------------------------------------------------------

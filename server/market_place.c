@@ -176,37 +176,118 @@ static int rate_for(const market_job *j, const market_cand *c, const pstore_vers
     return 0;
 }
 
-static int price(db_conn *db, const market_job *j, market_cand *c, int version)
+/* What pricing reads from the database, loaded once per placement: offers of one
+ * provider usually share a policy, and every offer the platform policy. */
+#define MEMO_POLICIES 16
+#define MEMO_UTILS 32
+typedef struct price_memo {
+    int plat_loaded;
+    pstore_version plat;
+    struct {
+        char policy_id[48], period[8];
+        int req_version, found;
+        pstore_version pol;
+        pricing_state state;
+    } pol[MEMO_POLICIES];
+    int npol;
+    struct {
+        char device[64], region[32];
+        long long util;
+    } util[MEMO_UTILS];
+    int nutil;
+} price_memo;
+
+static void memo_free(price_memo *m)
 {
-    pstore_version pol = {0}, plat = {0};
-    pricing_state state;
-    pricing_result *res = malloc(sizeof *res);
+    pstore_release(&m->plat);
+    for (int i = 0; i < m->npol; i++)
+        pstore_release(&m->pol[i].pol);
+    m->npol = 0;
+    m->plat_loaded = 0;
+}
+
+/* The policy version, platform policy and tenant state for c: an index into m->pol,
+ * -1 when the policy does not exist, or a db_status (< -1). */
+static int memo_policy(db_conn *db, price_memo *m, const market_job *j, const market_cand *c,
+                       int version)
+{
     char period[8];
-    long long util = -1;
+    int i, rc;
+
+    timefmt_period(c->start_ms, period);
+    if (!m->plat_loaded) {
+        if ((rc = pstore_load_platform(db, &m->plat)) < 0)
+            return rc;
+        m->plat_loaded = 1;
+    }
+    for (i = 0; i < m->npol; i++)
+        if (!strcmp(m->pol[i].policy_id, c->policy_id) && m->pol[i].req_version == version &&
+            !strcmp(m->pol[i].period, period))
+            return m->pol[i].found ? i : -1;
+    if (m->npol == MEMO_POLICIES)
+        memo_free(m); /* many policies: start over (still correct, just reloads) */
+    i = m->npol;
+    memset(&m->pol[i], 0, sizeof m->pol[i]);
+    snprintf(m->pol[i].policy_id, sizeof m->pol[i].policy_id, "%s", c->policy_id);
+    snprintf(m->pol[i].period, sizeof m->pol[i].period, "%s", period);
+    m->pol[i].req_version = version;
+    if ((rc = pstore_load(db, c->policy_id, version, &m->pol[i].pol)) < 0)
+        return rc;
+    m->pol[i].found = rc == 1;
+    if (rc == 1 && (rc = pstore_state_load(db, j->tenant, m->pol[i].pol.policy_id,
+                                           m->pol[i].pol.version, period, &m->pol[i].state)) < 0) {
+        pstore_release(&m->pol[i].pol);
+        return rc;
+    }
+    m->npol++;
+    return m->pol[i].found ? i : -1;
+}
+
+static int memo_util(db_conn *db, price_memo *m, const market_cand *c, long long *util)
+{
     int rc;
+
+    for (int i = 0; i < m->nutil; i++)
+        if (!strcmp(m->util[i].device, c->device) && !strcmp(m->util[i].region, c->region)) {
+            *util = m->util[i].util;
+            return DB_OK;
+        }
+    if ((rc = pstore_utilisation(db, c->device, c->region, util)) < 0)
+        return rc;
+    if (m->nutil < MEMO_UTILS) {
+        snprintf(m->util[m->nutil].device, sizeof m->util[0].device, "%s", c->device);
+        snprintf(m->util[m->nutil].region, sizeof m->util[0].region, "%s", c->region);
+        m->util[m->nutil++].util = *util;
+    }
+    return DB_OK;
+}
+
+static int price(db_conn *db, price_memo *m, const market_job *j, market_cand *c, int version)
+{
+    pricing_result *res = malloc(sizeof *res);
+    long long util = -1;
+    int rc, k;
 
     if (!res)
         return DB_FAILED;
-    timefmt_period(c->start_ms, period);
-    if ((rc = pstore_load(db, c->policy_id, version, &pol)) <= 0) {
-        rc = rc < 0 ? rc : rejectf(c, "%s", "its pricing policy does not exist");
+    if ((k = memo_policy(db, m, j, c, version)) < 0) {
+        rc = k < -1 ? k : rejectf(c, "%s", "its pricing policy does not exist");
         goto out;
     }
-    c->policy_version = pol.version;
-    if ((rc = pstore_load_platform(db, &plat)) < 0 ||
-        (rc = pstore_state_load(db, j->tenant, pol.policy_id, pol.version, period, &state)) < 0)
-        goto out;
-    if (c->utilisation_ppm < 0 && (rc = pstore_utilisation(db, c->device, c->region, &util)) < 0)
+    const pstore_version *pol = &m->pol[k].pol, *plat = &m->plat;
+    const pricing_state *state = &m->pol[k].state;
+    c->policy_version = pol->version;
+    if (c->utilisation_ppm < 0 && (rc = memo_util(db, m, c, &util)) < 0)
         goto out;
     if (c->utilisation_ppm < 0)
         c->utilisation_ppm = util;
     rc = 1;
-    if (rate_for(j, c, &pol, &plat, &state, c->p90_ms, res, c->reason, sizeof c->reason) != 0) {
+    if (rate_for(j, c, pol, plat, state, c->p90_ms, res, c->reason, sizeof c->reason) != 0) {
         c->feasible = 0;
         goto out;
     }
     c->priced_p90 = res->total;
-    if (rate_for(j, c, &pol, &plat, &state, c->p50_ms, res, c->reason, sizeof c->reason) != 0) {
+    if (rate_for(j, c, pol, plat, state, c->p50_ms, res, c->reason, sizeof c->reason) != 0) {
         c->feasible = 0;
         goto out;
     }
@@ -217,8 +298,6 @@ static int price(db_conn *db, const market_job *j, market_cand *c, int version)
         rc = rejectf(c, "%s", "the price overflows");
 out:
     free(res);
-    pstore_release(&pol);
-    pstore_release(&plat);
     return rc;
 }
 
@@ -303,8 +382,6 @@ static int prepare(struct tally_server *srv, db_conn *db, const market_job *j, m
         return rc;
     if (c->avail_until_ms && c->end_ms > c->avail_until_ms)
         return rejectf(c, "%s", "availability: its window ends before the job would (p90)");
-    if ((rc = market_reserved(db, c->offer_id, c->start_ms, c->end_ms, &c->reserved)) != DB_OK)
-        return rc;
     if (srv->market && market_cache_health(srv->market, c->offer_id, &ps) == 0) {
         c->health = ps.status == PROBE_DOWN ? 2 : ps.status == PROBE_UP ? 1 : 0;
         c->srtt_ms = ps.srtt_ms;
@@ -322,6 +399,7 @@ struct rank_ctx {
     int rc; /* a db_status met inside the price callback */
     char *scheduler;
     size_t schedlen;
+    price_memo memo;
 };
 
 /* The scheduler's price callback: the rating engine with the offer's policy. */
@@ -338,7 +416,7 @@ static int price_cb(void *ctx, const sched_offer *o, const sched_job *job, const
     c->p90_ms = fit->p90_ms;
     c->end_ms = fit->start_ms + fit->p90_ms;
     c->feasible = 1;
-    rc = price(x->db, x->j, c, x->q->policy_id[0] ? x->q->version : 0);
+    rc = price(x->db, &x->memo, x->j, c, x->q->policy_id[0] ? x->q->version : 0);
     if (rc < 0) {
         x->rc = rc;
         snprintf(err, errlen, "the database is unavailable");
@@ -534,6 +612,57 @@ static int cmp_cand(const void *pa, const void *pb)
     return strcmp(a->offer_id, b->offer_id);
 }
 
+static const char sql_reserved_all[] =
+    "SELECT offer_id, (extract(epoch FROM start_at) * 1000)::bigint, "
+    "(extract(epoch FROM end_at) * 1000)::bigint, count FROM orders "
+    "WHERE offer_id = ANY($1::text[]) AND state IN ('pending', 'placed', 'running', 'migrating') "
+    "AND start_at < to_timestamp($3::bigint / 1000.0) AND end_at > to_timestamp($2::bigint / "
+    "1000.0)";
+
+/* Devices reserved in each usable candidate's own window, in one query for all of them. */
+static int reserved_all(db_conn *db, market_cand *c, size_t n)
+{
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    size_t cap = 3, len = 0;
+    char *arr, a[24], b[24];
+    PGresult *r;
+
+    for (size_t i = 0; i < n; i++)
+        if (c[i].feasible) {
+            lo = c[i].start_ms < lo ? c[i].start_ms : lo;
+            hi = c[i].end_ms > hi ? c[i].end_ms : hi;
+            cap += strlen(c[i].offer_id) + 1;
+        }
+    if (lo > hi)
+        return DB_OK;
+    if (!(arr = malloc(cap)))
+        return DB_FAILED;
+    arr[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        if (c[i].feasible)
+            len +=
+                (size_t)snprintf(arr + len, cap - len, "%s%s", len > 1 ? "," : "", c[i].offer_id);
+    snprintf(arr + len, cap - len, "}");
+    snprintf(a, sizeof a, "%lld", (long long)lo);
+    snprintf(b, sizeof b, "%lld", (long long)hi);
+    {
+        const char *p[] = {arr, a, b};
+        r = db_exec(db, sql_reserved_all, 3, p);
+    }
+    free(arr);
+    if (!r)
+        return db_last_status(db);
+    for (int k = 0; k < PQntuples(r); k++) {
+        int64_t s = atoll(PQgetvalue(r, k, 1)), e = atoll(PQgetvalue(r, k, 2));
+        for (size_t i = 0; i < n; i++)
+            if (c[i].feasible && !strcmp(c[i].offer_id, PQgetvalue(r, k, 0)) && s < c[i].end_ms &&
+                e > c[i].start_ms)
+                c[i].reserved += atoll(PQgetvalue(r, k, 3));
+    }
+    PQclear(r);
+    return DB_OK;
+}
+
 static int load_candidates(db_conn *db, const market_job *j, const quote_lock *q, market_cand **out,
                            size_t *n)
 {
@@ -587,7 +716,7 @@ int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j
                       json_t **problem)
 {
     quote_lock q = {0};
-    struct rank_ctx x = {srv, db, j, &q, 0, scheduler, schedlen};
+    struct rank_ctx x = {srv, db, j, &q, 0, scheduler, schedlen, {0}};
     int rc;
 
     *cands = NULL;
@@ -601,7 +730,11 @@ int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j
     for (size_t i = 0; i < *n; i++)
         if ((rc = prepare(srv, db, j, &(*cands)[i])) < 0)
             goto fail;
-    if ((rc = rank(&x, *cands, *n, problem)) != 0)
+    if ((rc = reserved_all(db, *cands, *n)) != DB_OK)
+        goto fail;
+    rc = rank(&x, *cands, *n, problem);
+    memo_free(&x.memo);
+    if (rc != 0)
         goto fail;
     if (*n > 1)
         qsort(*cands, *n, sizeof **cands, cmp_cand);
