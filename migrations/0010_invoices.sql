@@ -121,3 +121,21 @@ BEGIN
     END LOOP;
     RETURN prefix || '_' || s;
 END $$;
+
+-- Reserved-commitment true-ups charged when an invoice is finalised: the unused
+-- part of a commitment at its price (pricing_commitment_trueup), posted through
+-- the ledger (txn_id) before the invoice is numbered, and shown on it as
+-- line items. One per (invoice, policy version); append-only.
+CREATE TABLE invoice_trueups (
+    invoice_id     text NOT NULL REFERENCES invoices (id),
+    policy_id      text NOT NULL,
+    policy_version integer NOT NULL,
+    txn_id         text NOT NULL,
+    amount_micros  bigint NOT NULL,
+    lines          jsonb NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (invoice_id, policy_id, policy_version)
+);
+CREATE TRIGGER invoice_trueups_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON invoice_trueups
+    FOR EACH STATEMENT EXECUTE FUNCTION tally_refuse_change();

@@ -77,12 +77,65 @@ void h_invoices_close(http_ctx *c)
 struct fin_job {
     const signing_key *key;
     char id[48];
+    tally_server *srv;
+    invoice_trueup_req tu;
+    int status;
+    json_t *body;
 };
+
+static void fin_free(void *arg)
+{
+    struct fin_job *j = arg;
+    json_decref(j->body);
+    free(j);
+}
 
 static int fin_op(db_conn *db, void *arg, int *status, json_t **body)
 {
     struct fin_job *j = arg;
     return invoice_finalize(db, j->key, j->id, status, body);
+}
+
+static const char sql_draft[] =
+    "SELECT tenant_id, period, currency FROM invoices WHERE id = $1 AND state = 'draft'";
+
+/* Step 1 (outside the idempotent write: the ledger runs its own transaction):
+ * charge the reserved commitments' true-ups of a draft. */
+static int trueup_work(db_conn *db, void *arg)
+{
+    struct fin_job *j = arg;
+    const char *p[] = {j->id};
+    PGresult *r = db_exec(db, sql_draft, 1, p);
+
+    if (!r)
+        return db_last_status(db);
+    if (PQntuples(r) != 1) {
+        PQclear(r); /* not a draft: the write answers 404 or 409 */
+        return DB_OK;
+    }
+    snprintf(j->tu.invoice_id, sizeof j->tu.invoice_id, "%s", j->id);
+    snprintf(j->tu.tenant, sizeof j->tu.tenant, "%s", PQgetvalue(r, 0, 0));
+    snprintf(j->tu.period, sizeof j->tu.period, "%s", PQgetvalue(r, 0, 1));
+    snprintf(j->tu.currency, sizeof j->tu.currency, "%s", PQgetvalue(r, 0, 2));
+    PQclear(r);
+    json_decref(j->body);
+    j->body = NULL;
+    return invoice_trueup(j->srv, db, &j->tu, &j->status, &j->body);
+}
+
+/* Step 2: number, sign and freeze (idempotent write). */
+static void trueup_done(http_ctx *c, int status, void *arg)
+{
+    struct fin_job *j = arg;
+
+    (void)status;
+    if (j->status >= 400) {
+        http_reply_problem_body(c, j->status, j->body);
+        j->body = NULL;
+        fin_free(j);
+        return;
+    }
+    idem_write_submit(c, fin_op, j, fin_free);
 }
 
 void h_invoices_finalize(http_ctx *c)
@@ -92,13 +145,16 @@ void h_invoices_finalize(http_ctx *c)
 
     if (val_path_id(c, "id", "inv", &id))
         return;
-    if (!(j = malloc(sizeof *j))) {
+    if (!(j = calloc(1, sizeof *j))) {
         http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
         return;
     }
     j->key = http_server(c)->signing;
+    j->srv = http_server(c);
     snprintf(j->id, sizeof j->id, "%s", id);
-    idem_write_submit(c, fin_op, j, free);
+    snprintf(j->tu.caller, sizeof j->tu.caller, "%s", http_get_caller(c)->account_id);
+    j->tu.caller_role = http_get_caller(c)->role;
+    http_db(c, trueup_work, trueup_done, j, fin_free);
 }
 
 /* ---- credit notes --------------------------------------------------------------------------- */

@@ -38,7 +38,12 @@
     "  sum(amount_micros) FROM u WHERE reverses IS NOT NULL GROUP BY 1, 2, 7 "                     \
     "  UNION ALL SELECT tenant_id, currency, 'reversal', '', 'record', 'provider', fp, 0, "        \
     "  count(*), sum(fee_micros) FROM u WHERE reverses IS NOT NULL AND fee_micros <> 0 "           \
-    "  GROUP BY 1, 2, 7), "                                                                        \
+    "  GROUP BY 1, 2, 7 "                                                                          \
+    "  UNION ALL SELECT i.tenant_id, i.currency, x->>'kind', coalesce(x->>'rule_id', ''), "        \
+    "  x->>'unit', x->>'payer', '', (x->>'unit_price')::bigint, sum((x->>'quantity')::bigint), "   \
+    "  sum((x->>'amount')::bigint) FROM invoice_trueups tu JOIN invoices i ON i.id = "             \
+    "  tu.invoice_id CROSS JOIN LATERAL jsonb_array_elements(tu.lines) x WHERE i.period = $1 "     \
+    "  AND ($2::text IS NULL OR i.tenant_id = $2) GROUP BY 1, 2, 3, 4, 5, 6, 7, 8), "              \
     "g AS (SELECT tenant_id, currency, jsonb_agg(jsonb_build_object('kind', k, 'rule_id', r, "     \
     "  'unit', un, 'payer', p, 'from_period', fp, 'unit_price', up, 'quantity', q, 'amount', a) "  \
     "  ORDER BY p DESC, fp, k, r, up) AS lines FROM l GROUP BY 1, 2), "                            \

@@ -40,6 +40,19 @@ typedef struct invoice_credit_req {
 int invoice_credit_note(struct tally_server *srv, db_conn *db, const invoice_credit_req *rq,
                         int *status, json_t **body);
 
+/* A true-up request: the draft invoice's tenant, period and currency, and the caller. */
+typedef struct invoice_trueup_req {
+    char invoice_id[48], tenant[48], period[8], currency[4], caller[48];
+    unsigned caller_role;
+} invoice_trueup_req;
+
+/* invoice_trueup - (invoice_trueup.c) charge the unused part of the tenant's
+ * reserved commitments for the period through the ledger and record the line
+ * items for the invoice; outside any transaction, idempotent. DB_OK with
+ * status 0, or status and body a problem (e.g. 422 insufficient funds). */
+int invoice_trueup(struct tally_server *srv, db_conn *db, const invoice_trueup_req *rq, int *status,
+                   json_t **body);
+
 /* The columns invoice_row_doc reads: "SELECT " INVOICE_COLS " FROM invoices i ...". */
 #define INVOICE_COLS                                                                               \
     "i.id, i.tenant_id, i.period, i.currency, i.state, coalesce(i.number, ''), i.lines::text, "    \

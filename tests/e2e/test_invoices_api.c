@@ -14,6 +14,8 @@
  *   - it is numbered INV-00000001 (gap-free), signed, and the signature
  *     verifies with the public key from GET /v1/ledger/keys;
  *   - it is frozen (UPDATE refused, finalize again 409), CSV and HTML render;
+ *   - the unused part of a reserved commitment is charged at finalisation through
+ *     the ledger and shown as a commitment_trueup line (hand-checked amount);
  *   - usage accepted after finalisation lands in the next period (trigger)
  *     and shows there as an adjustment line naming the original period;
  *   - a credit note moves money through the ledger and is numbered CN-00000001.
@@ -112,7 +114,9 @@ static void make_policies(char *pol[3])
     pol[0] = make_policy(doc);
     pol[1] = make_policy(
         "{\"currency\":\"USD\",\"rules\":[{\"id\":\"base\",\"kind\":\"base\",\"per_device_hour\":"
-        "\"1.80\"},{\"id\":\"cu-volume\",\"kind\":\"tiers\",\"unit\":\"cu\",\"mode\":\"volume\","
+        "\"1.80\"},{\"id\":\"reserved\",\"kind\":\"commitment\",\"unit\":\"device_hour\","
+        "\"quantity\":10000000,\"price\":\"1.00\"},{\"id\":\"cu-volume\",\"kind\":\"tiers\","
+        "\"unit\":\"cu\",\"mode\":\"volume\","
         "\"tiers\":[{\"from\":0,\"to\":50000,\"price\":\"0.02\"},{\"from\":50000,\"price\":"
         "\"0.01\"}]}]}");
     pol[2] = make_policy(
@@ -478,6 +482,29 @@ Test(invoices_api, every_rule_kind_invoice_equals_ledger_then_late_usage_and_cre
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert_str_eq(sv(r.json, "number"), "INV-00000001", "%s", r.body);
     cr_assert_str_eq(sv(r.json, "state"), "final");
+    /* the unused commitment of offer 2's policy is charged at finalisation, through the
+     * ledger: round(10 000 000 device-ms x 1.00/h) - round(240 000 x 1.00/h) = 2.777778 -
+     * 0.066667 = 2.711111 */
+    {
+        json_t *l;
+        size_t k;
+        long long tu = 0;
+        char sql[400];
+        json_array_foreach(json_object_get(r.json, "lines"), k,
+                           l) if (!strcmp(sv(l, "kind"), "commitment_trueup")) tu +=
+            micros(sv(l, "amount"));
+        cr_assert_eq(tu, 2711111, "%s", r.body);
+        snprintf(sql, sizeof sql,
+                 "SELECT coalesce(-sum(e.amount), 0) FROM ledger_transactions t JOIN "
+                 "ledger_entries e ON e.txn_id = t.id JOIN ledger_accounts a ON a.id = "
+                 "e.account_id WHERE t.invoice_id = '%s' AND a.purpose IN ('payable', 'revenue')",
+                 sv(inv, "id"));
+        cr_assert_eq(atoll(sql1(sql)), 2711111, "the true-up went through the ledger");
+        cr_assert_eq(micros(sv(json_object_get(r.json, "totals"), "total")),
+                     ledger_paid(ten) + 2711111, "final invoice == ledger: %s", r.body);
+        cr_assert_eq(micros(sv(json_object_get(r.json, "totals"), "total")),
+                     micros(sv(json_object_get(inv, "totals"), "total")) + 2711111);
+    }
     check_signature(r.json);
     doc = json_loads(sv(r.json, "document"), 0, NULL);
     cr_assert_str_eq(sv(doc, "number"), "INV-00000001");
@@ -565,7 +592,7 @@ Test(invoices_api, every_rule_kind_invoice_equals_ledger_then_late_usage_and_cre
         cr_assert_eq(wallet1 - wallet0, -1250000, "the wallet (credit-normal) gained 1.25");
         snprintf(sql, sizeof sql,
                  "SELECT count(*) FROM ledger_transactions WHERE invoice_id = '%s'", sv(inv, "id"));
-        cr_assert_str_eq(sql1(sql), "1");
+        cr_assert_str_eq(sql1(sql), "2", "the true-up and the credit note");
     }
     json_decref(inv);
 }
