@@ -24,6 +24,7 @@
 #include "testhttp.h"
 
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -595,4 +596,64 @@ Test(invoices_api, every_rule_kind_invoice_equals_ledger_then_late_usage_and_cre
         cr_assert_str_eq(sql1(sql), "2", "the true-up and the credit note");
     }
     json_decref(inv);
+}
+
+/* ---- concurrent finalisations take consecutive numbers ---------------------------------- */
+
+#define CONCURRENT 8
+
+struct fin_arg {
+    char id[48];
+    long status;
+    char number[24];
+};
+
+static void *finalize_one(void *p)
+{
+    struct fin_arg *a = p;
+    char path[128];
+    http_resp r;
+
+    snprintf(path, sizeof path, "/v1/invoices/%s/finalize", a->id);
+    r = post(path, key(fin), NULL, NULL);
+    a->status = r.status;
+    if (r.json && sv(r.json, "number"))
+        snprintf(a->number, sizeof a->number, "%s", sv(r.json, "number"));
+    http_resp_free(&r);
+    return NULL;
+}
+
+Test(invoices_api, concurrent_finalisations_are_gap_free)
+{
+    struct fin_arg args[CONCURRENT];
+    pthread_t th[CONCURRENT];
+    int seen[CONCURRENT + 1] = {0};
+
+    /* drafts made directly (no usage needed to number them) */
+    for (int i = 0; i < CONCURRENT; i++) {
+        char name[32], sql[512];
+        json_t *t;
+        snprintf(name, sizeof name, "tenant-c%d", i);
+        t = tallyd_account(&srv, name, "tenant");
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO invoices (id, tenant_id, period, currency, state, lines, records, "
+                 "total_micros) VALUES (tally_invoice_new_id('inv'), '%s', '2026-01', 'USD', "
+                 "'draft', '[]', 0, 0) RETURNING id",
+                 sv(t, "id"));
+        snprintf(args[i].id, sizeof args[i].id, "%s", sql1(sql));
+        args[i].number[0] = '\0';
+        json_decref(t);
+    }
+    for (int i = 0; i < CONCURRENT; i++)
+        cr_assert_eq(pthread_create(&th[i], NULL, finalize_one, &args[i]), 0);
+    for (int i = 0; i < CONCURRENT; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < CONCURRENT; i++) {
+        int n;
+        cr_assert_eq(args[i].status, 200, "finalize %s: %ld", args[i].id, args[i].status);
+        cr_assert_eq(sscanf(args[i].number, "INV-%8d", &n), 1, "%s", args[i].number);
+        cr_assert(n >= 1 && n <= CONCURRENT && !seen[n], "number %d twice or out of range", n);
+        seen[n] = 1;
+    }
+    cr_assert_str_eq(sql1("SELECT last FROM invoice_counters WHERE series = 'INV'"), "8");
 }
