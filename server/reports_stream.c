@@ -31,7 +31,11 @@
 #define STREAM_STOPPED 1 /* work status: the client went away or stopped reading */
 
 static const char sql_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+/* Reports are long reads: no statement timeout of the pool's size; no JIT, whose
+ * compilation (hundreds of ms) would delay the first row of every report. */
 static const char sql_timeout[] = "SET LOCAL statement_timeout = '10min'";
+static const char sql_nojit[] = "SET LOCAL jit = off";
+static const char sql_work_mem[] = "SET LOCAL work_mem = '64MB'"; /* hash aggregates in memory */
 static const char sql_recovery[] = "SELECT pg_is_in_recovery()";
 static const char sql_fetch[] = "FETCH 1000 FROM rpt";
 
@@ -304,7 +308,9 @@ static int open_cursor(db_conn *db, rstream *s)
     int st;
 
     if ((st = db_command(db, sql_begin, 0, NULL)) != DB_OK ||
-        (st = db_command(db, sql_timeout, 0, NULL)) != DB_OK)
+        (st = db_command(db, sql_timeout, 0, NULL)) != DB_OK ||
+        (st = db_command(db, sql_nojit, 0, NULL)) != DB_OK ||
+        (st = db_command(db, sql_work_mem, 0, NULL)) != DB_OK)
         return st;
     if (!(r = db_exec(db, sql_recovery, 0, NULL)))
         return db_last_status(db);
@@ -421,6 +427,11 @@ static int start_reply(rstream *s)
 
 static void send_chunk(rstream *s, struct evbuffer *buf)
 {
+    if (s->started && evbuffer_get_length(buf) == 0) { /* e.g. a CSV's empty tail */
+        evbuffer_free(buf);
+        pump(s);
+        return;
+    }
     if ((!s->started && start_reply(s) != 0) || http_stream_chunk(s->c, buf, on_sent, s) != 0) {
         evbuffer_free(buf);
         mark_gone(s);

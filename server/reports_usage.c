@@ -12,40 +12,58 @@
 
 #include <string.h>
 
-#define U_FROM                                                                                     \
-    " FROM usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = o.offer_id " \
-    "CROSS JOIN LATERAL (SELECT CASE WHEN u.reverses IS NULL THEN (SELECT coalesce(sum((l->>"      \
-    "'amount')::bigint), 0) FROM jsonb_array_elements(u.lines) l WHERE l->>'payer' = 'tenant' "    \
-    "AND (l->>'amount')::bigint < 0) ELSE -(SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM " \
-    "usage_records v CROSS JOIN LATERAL jsonb_array_elements(v.lines) l WHERE v.provider_id = "    \
-    "u.provider_id AND v.record_id = u.reverses AND l->>'payer' = 'tenant' AND (l->>'amount')::"   \
-    "bigint < 0) END AS disc) d WHERE u.start_at >= $1::timestamptz AND u.start_at < "             \
-    "$2::timestamptz AND ($3::text IS NULL OR o.tenant_id = $3) AND ($4::text IS NULL OR "         \
+/* A record's discount: its negative tenant line items (most records have none:
+ * the jsonpath test is much cheaper than unnesting), a reversal's is minus its
+ * original's. */
+#define U_DISC                                                                                     \
+    "CASE WHEN u.reverses IS NULL THEN CASE WHEN jsonb_path_exists(u.lines, '$[*] ? (@.payer == "  \
+    "\"tenant\" && @.amount < 0)') THEN (SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM "    \
+    "jsonb_array_elements(u.lines) l WHERE l->>'payer' = 'tenant' AND (l->>'amount')::bigint < "   \
+    "0) "                                                                                          \
+    "ELSE 0 END ELSE -(SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM usage_records v "      \
+    "CROSS "                                                                                       \
+    "JOIN LATERAL jsonb_array_elements(v.lines) l WHERE v.provider_id = u.provider_id AND "        \
+    "v.record_id = u.reverses AND l->>'payer' = 'tenant' AND (l->>'amount')::bigint < 0) END"
+
+#define U_RANGE                                                                                    \
+    "u.start_at >= $1::timestamptz AND u.start_at < $2::timestamptz AND ($4::text IS NULL OR "     \
     "u.provider_id = $4)"
 
-#define U_SUMS                                                                                     \
-    "count(*), sum(u.mcu)::bigint, sum(u.device_ms)::bigint, (sum(u.amount_micros) - "             \
-    "sum(d.disc))::bigint, sum(d.disc)::bigint, sum(u.amount_micros)::bigint, "                    \
-    "sum(u.fee_micros)::bigint, (sum(u.amount_micros) - sum(u.fee_micros))::bigint"
-
-#define U_GROUPED(key)                                                                             \
-    REPORT_DECLARE "SELECT " key ", u.currency, " U_SUMS U_FROM " GROUP BY 1, 2 ORDER BY 1, 2"
+/*
+ * Grouped: records are summed per (order, usage-side key, currency) first, and
+ * only those partial sums are joined to orders and offers (for the tenant,
+ * offer and region keys and the tenant filter) and summed again, so the joins
+ * see thousands of rows, not millions.
+ */
+#define U_GROUPED(inner_key, outer_key)                                                            \
+    REPORT_DECLARE "SELECT " outer_key ", a.currency, sum(a.n)::bigint, sum(a.mcu)::bigint, "      \
+                   "sum(a.dms)::bigint, (sum(a.amt) - sum(a.disc))::bigint, sum(a.disc)::bigint, " \
+                   "sum(a.amt)::bigint, sum(a.fee)::bigint, (sum(a.amt) - sum(a.fee))::bigint "    \
+                   "FROM (SELECT u.order_id, " inner_key " AS k, u.currency, count(*) AS n, "      \
+                   "sum(u.mcu) AS mcu, sum(u.device_ms) AS dms, sum(u.amount_micros) AS amt, "     \
+                   "sum(" U_DISC                                                                   \
+                   ") AS disc, sum(u.fee_micros) AS fee FROM usage_records u WHERE " U_RANGE       \
+                   " GROUP BY 1, 2, 3) a JOIN orders o ON o.id = a.order_id JOIN offers "          \
+                   "f ON f.id = o.offer_id WHERE ($3::text IS NULL OR o.tenant_id = $3) GROUP BY " \
+                   "1, 2 ORDER BY 1, 2"
 
 static const char *const group_names[] = {"tenant", "provider", "device", "region",
                                           "day",    "offer",    "record"};
 
 static const char *const group_sql[] = {
-    U_GROUPED("o.tenant_id"),
-    U_GROUPED("u.provider_id"),
-    U_GROUPED("u.device_id"),
-    U_GROUPED("f.region"),
-    U_GROUPED("to_char(u.start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')"),
-    U_GROUPED("o.offer_id"),
+    U_GROUPED("NULL::text", "o.tenant_id"),
+    U_GROUPED("u.provider_id", "a.k"),
+    U_GROUPED("u.device_id", "a.k"),
+    U_GROUPED("NULL::text", "f.region"),
+    U_GROUPED("to_char(u.start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "a.k"),
+    U_GROUPED("NULL::text", "o.offer_id"),
     REPORT_DECLARE "SELECT u.id, u.record_id, u.provider_id, o.tenant_id, u.order_id, o.offer_id, "
                    "f.region, u.device_id, u.count, u.start_ms, u.end_ms, u.currency, u.mcu, "
                    "u.device_ms, u.amount_micros - d.disc, d.disc, u.amount_micros, u.fee_micros, "
-                   "u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses" U_FROM
-                   " ORDER BY u.id",
+                   "u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses FROM "
+                   "usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = "
+                   "o.offer_id CROSS JOIN LATERAL (SELECT " U_DISC " AS disc) d WHERE " U_RANGE
+                   " AND ($3::text IS NULL OR o.tenant_id = $3) ORDER BY u.id",
 };
 
 #define SUM_COLS                                                                                   \
