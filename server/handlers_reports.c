@@ -126,6 +126,11 @@ void h_reports_trial_balance(http_ctx *c)
     int64_t as_of = 0;
     report_spec spec;
 
+    if (http_query(c, "format") && strcmp(http_query(c, "format"), "json") != 0) {
+        http_reply_problem(c, PROB_VALIDATION,
+                           "the trial balance is JSON only (its totals follow the rows)", "format");
+        return;
+    }
     if (s && timefmt_parse_us(s, &as_of) != 0) {
         http_reply_problem(c, PROB_VALIDATION,
                            "'as_of' must be an ISO-8601 UTC time such as 2026-05-01T00:00:00Z",

@@ -413,6 +413,7 @@ Test(reports_api, bad_parameters_are_422_naming_the_field)
         {"/v1/reports/payouts?period=2026-13", "period"},
         {"/v1/reports/payouts", "period"},
         {"/v1/reports/reconciliation?to=soon", "to"},
+        {"/v1/reports/trial-balance?format=csv", "format"},
     };
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
