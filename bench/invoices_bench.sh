@@ -10,6 +10,8 @@
 # Each round:
 #   baseline  psql: the plain GROUP BY (tenant, currency) with count and sum over the
 #             same usage rows joined to their orders - the least any close must read
+#   lines     psql: the line items alone (each record's jsonb lines expanded and grouped
+#             per tenant, kind, rule, payer, price) without writing anything
 #   close     POST /v1/invoices/close?period=P over HTTP to a running tallyd: the
 #             drafts with their grouped line items (jsonb_array_elements + two-level
 #             GROUP BY) inserted, drafts deleted again before the next round
@@ -99,24 +101,26 @@ rows=$(psql "$pg dbname=$db" -tAc "SELECT count(*) FROM usage_records")
 echo "   $rows usage rows in $(echo "$t1 - $t0" | bc) s"
 
 baseline_sql="SELECT o.tenant_id, u.currency, count(*), sum(u.amount_micros) FROM usage_records u JOIN orders o ON o.id = u.order_id WHERE u.billed_period = '$period' GROUP BY 1, 2"
+lines_sql="SELECT count(*) FROM (SELECT tenant_id, currency, jsonb_agg(jsonb_build_object('kind', k, 'rule_id', r, 'payer', p, 'unit_price', up, 'quantity', q, 'amount', a)) FROM (SELECT o.tenant_id, u.currency, x->>'kind' AS k, x->>'rule_id' AS r, x->>'payer' AS p, (x->>'unit_price')::bigint AS up, sum((x->>'quantity')::bigint) AS q, sum((x->>'amount')::bigint) AS a FROM usage_records u JOIN orders o ON o.id = u.order_id CROSS JOIN LATERAL jsonb_array_elements(u.lines) x WHERE u.billed_period = '$period' GROUP BY 1, 2, 3, 4, 5, 6) l GROUP BY 1, 2) g"
 close() { curl -s -o "$work/close.json" -w '%{http_code} %{time_total}\n' -X POST \
   "$base/v1/invoices/close?period=$period" -H "Authorization: Bearer $fin"; }
 psql_ms() { psql "$pg dbname=$db" -qAt -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p' | tail -1; }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-: >"$work/base"; : >"$work/close"; : >"$work/refresh"
+: >"$work/base"; : >"$work/lines"; : >"$work/close"; : >"$work/refresh"
 for r in $(seq "$rounds"); do
   psql "$pg dbname=$db" -qc "DELETE FROM invoices WHERE state = 'draft'"
   psql_ms "$baseline_sql" >>"$work/base"
+  psql_ms "$lines_sql" >>"$work/lines"
   read -r code secs < <(close)
   [ "$code" = 200 ] || { echo "close failed: $code $(cat "$work/close.json")" >&2; exit 1; }
   echo "$secs * 1000" | bc >>"$work/close"
   read -r code secs < <(close)
   [ "$code" = 200 ] || { echo "refresh failed: $code" >&2; exit 1; }
   echo "$secs * 1000" | bc >>"$work/refresh"
-  echo "   round $r: baseline $(tail -1 "$work/base") ms, close $(tail -1 "$work/close") ms, refresh $(tail -1 "$work/refresh") ms ($(cat "$work/close.json"))"
+  echo "   round $r: baseline $(tail -1 "$work/base") ms, lines $(tail -1 "$work/lines") ms, close $(tail -1 "$work/close") ms, refresh $(tail -1 "$work/refresh") ms ($(cat "$work/close.json"))"
 done
-b=$(median <"$work/base"); c=$(median <"$work/close"); f=$(median <"$work/refresh")
+b=$(median <"$work/base"); l=$(median <"$work/lines"); c=$(median <"$work/close"); f=$(median <"$work/refresh")
 
 ids=$(psql "$pg dbname=$db" -tAc "SELECT id FROM invoices WHERE state = 'draft' ORDER BY id LIMIT $nfin")
 t0=$(date +%s.%N)
@@ -131,6 +135,7 @@ gaps=$(psql "$pg dbname=$db" -tAc "SELECT max(seq) - count(*) FROM invoices WHER
 echo
 echo "invoices for $tenants tenants, $rows usage rows, period $period (median of $rounds rounds)"
 printf '  %-44s %10.1f ms\n' "baseline: GROUP BY tenant (psql \\timing)" "$b"
+printf '  %-44s %10.1f ms   %.2f x baseline\n' "line items only: jsonb lines grouped (psql)" "$l" "$(echo "$l / $b" | bc -l)"
 printf '  %-44s %10.1f ms   %.2f x baseline\n' "close: drafts with line items (HTTP)" "$c" "$(echo "$c / $b" | bc -l)"
 printf '  %-44s %10.1f ms   %.2f x baseline\n' "close again: refresh the drafts (HTTP)" "$f" "$(echo "$f / $b" | bc -l)"
 printf '  %-44s %10s /s   (numbers gap-free: %s missing)\n' "finalize one by one (HTTP, sequential)" "$fin_rate" "$gaps"

@@ -9,7 +9,9 @@
  * (Ed25519 over "tally-credit-note-v1\n" || canonical JSON) and stored with the
  * ledger transaction's id. A retry with the same key replays the ledger
  * outcome and finds the stored note by its transaction id, so a crash between
- * the two steps finishes on retry and never pays twice.
+ * the two steps finishes on retry and never pays twice. The notes of an invoice
+ * never add up to more than its total (checked before the money moves; two
+ * notes racing for the last remainder are not serialised - finance's call).
  */
 #include "invoice_store.h"
 #include "idem_write.h"
@@ -28,7 +30,10 @@ static const char sql_invoice[] =
     "SELECT i.tenant_id, i.currency, i.state, coalesce(i.number, ''), "
     "(SELECT id FROM ledger_accounts WHERE owner_id = i.tenant_id AND purpose = 'wallet' AND "
     "currency = i.currency), (SELECT id FROM ledger_accounts WHERE owner_id IS NULL AND "
-    "purpose = 'revenue' AND currency = i.currency) FROM invoices i WHERE i.id = $1";
+    "purpose = 'revenue' AND currency = i.currency), (SELECT coalesce(sum((x->>'amount')::bigint), "
+    "0) FROM jsonb_array_elements(i.lines) x WHERE x->>'payer' = 'tenant') - (SELECT "
+    "coalesce(sum(n.amount_micros), 0) FROM credit_notes n WHERE n.invoice_id = i.id) "
+    "FROM invoices i WHERE i.id = $1";
 static const char sql_by_txn[] =
     "SELECT id, number, document, kid, signature FROM credit_notes WHERE txn_id = $1";
 static const char sql_next[] =
@@ -73,7 +78,14 @@ static int load(db_conn *db, cn_ctx *x, int *status, json_t **body)
                                             "the tenant's wallet or the platform's revenue "
                                             "account in %s does not exist",
                                             PQgetvalue(r, 0, 1));
-    else {
+    else if (atoll(PQgetvalue(r, 0, 6)) < x->rq->amount) {
+        char left[32];
+        money_format(atoll(PQgetvalue(r, 0, 6)), left, sizeof left);
+        *status = 422, *body = idem_problem(PROB_VALIDATION, "amount",
+                                            "the credit notes of invoice %s would exceed its "
+                                            "total: at most %s %s remains to credit",
+                                            id, left, PQgetvalue(r, 0, 1));
+    } else {
         snprintf(x->tenant, sizeof x->tenant, "%s", PQgetvalue(r, 0, 0));
         snprintf(x->currency, sizeof x->currency, "%s", PQgetvalue(r, 0, 1));
         snprintf(x->number_inv, sizeof x->number_inv, "%s", PQgetvalue(r, 0, 3));

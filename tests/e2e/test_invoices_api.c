@@ -589,6 +589,10 @@ Test(invoices_api, every_rule_kind_invoice_equals_ledger_then_late_usage_and_cre
         cr_assert_eq(r.status, 201, "%s", r.body);
         cr_assert_str_eq(sv(r.json, "number"), "CN-00000001", "a retry credits once: %s", r.body);
         http_resp_free(&r);
+        r = post(path, key(fin), "cn-2", "{\"amount\":\"100000.00\",\"reason\":\"too much\"}");
+        cr_assert_eq(r.status, 422, "a credit above the invoice's total: %s", r.body);
+        cr_assert_str_eq(sv(r.json, "field"), "amount");
+        http_resp_free(&r);
         wallet1 = atoll(sql1(sql));
         cr_assert_eq(wallet1 - wallet0, -1250000, "the wallet (credit-normal) gained 1.25");
         snprintf(sql, sizeof sql,
