@@ -861,6 +861,8 @@ static int run_txn(ubatch *b)
     if ((rc = write_all(b)) != DB_OK)
         goto fail;
     rc = db_commit(b->db);
+    if (rc == DB_OK)
+        pstore_inputs_invalidate(); /* quotes in this process see the new period state */
     goto out;
 fail:
     db_rollback(b->db);

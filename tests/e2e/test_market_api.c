@@ -443,6 +443,34 @@ Test(market_api, isolation_funds_and_feasibility)
     cr_assert_eq(json_array_size(json_object_get(r.json, "ranked")), 0, "%s", r.body);
     http_resp_free(&r);
 
+    /* an expired quote is refused when an order names it (time moved on by hand) */
+    {
+        char sql[512];
+        long long work;
+        snprintf(body, sizeof body,
+                 "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,"
+                 "\"profile\":\"llm-train\",\"wall_ms\":60000}",
+                 policy);
+        r = post("/v1/quotes", key(ten), NULL, body);
+        cr_assert_eq(r.status, 201, "%s", r.body);
+        work = json_integer_value(json_object_get(json_object_get(r.json, "workload"), "mcu"));
+        snprintf(sql, sizeof sql,
+                 "ALTER TABLE quotes DISABLE TRIGGER quotes_append_only; UPDATE quotes SET "
+                 "expires_at = now() - interval '1 second' WHERE id = '%s'; ALTER TABLE quotes "
+                 "ENABLE TRIGGER quotes_append_only; SELECT 1",
+                 sv(r.json, "id"));
+        sql1(sql);
+        snprintf(body, sizeof body,
+                 "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","
+                 "\"work_mcu\":%lld,\"quote_id\":\"%s\"}",
+                 work, sv(r.json, "id"));
+        http_resp_free(&r);
+        r = post("/v1/orders", key(ten), NULL, body);
+        cr_assert_eq(r.status, 409, "%s", r.body);
+        cr_assert_str_eq(sv(r.json, "field"), "quote_id", "%s", r.body);
+        http_resp_free(&r);
+    }
+
     /* an admin may order for a tenant, not for a provider or an unknown account */
     snprintf(body, sizeof body,
              "{\"tenant\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,"
