@@ -20,7 +20,8 @@
 # Prints the median of ROUNDS for each and the ratio close / baseline.
 #
 # Usage: bench/invoices_bench.sh BUILD_DIR PG_DIR
-#   env: TENANTS (10000), PER_TENANT (10), ROUNDS (5), FINALIZE (200)
+#   env: TENANTS (10000), PER_TENANT (10), ROUNDS (5), FINALIZE (200), KEEP_DB=1 (keep the
+#        database afterwards, e.g. for EXPLAIN ANALYZE)
 # PG_DIR is a cluster started with scripts/pg.sh start (durable: fsync on).
 set -euo pipefail
 build=${1:?usage: invoices_bench.sh BUILD_DIR PG_DIR}
@@ -30,7 +31,7 @@ pg="host=$(readlink -f "$pgdir")/run port=${TALLY_PG_PORT:-5432} user=tally"
 db=invoices_bench_$$
 work=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null || true; psql "$pg dbname=tally" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null || true; [ "${KEEP_DB:-0}" = 1 ] && echo "kept database $db" || psql "$pg dbname=tally" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 psql "$pg dbname=tally" -qc "CREATE DATABASE $db"
 export TALLY_DATABASE_URL="$pg dbname=$db" TALLY_SIGNING_KEY=$work/sk TALLY_KEY_HASH_SECRET=$work/hs
 T=$build/bin/tallyd
