@@ -174,7 +174,7 @@ AUTH="Authorization: Bearer $FIN_KEY"
 # warm up the key cache, the connections and the prepared statements
 curl -fsS -o /dev/null -H "$AUTH" "$API/v1/reports/usage?group_by=provider&to=2000-01-01T00:00:00Z" \
     || die "a warm-up report failed"
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SRV_PID/status"; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SRV_PID/status" 2>/dev/null || echo 0; }
 
 # The server's two queries (server/reports_usage.c) with its parameters bound:
 # the whole time range, no tenant or provider filter.
@@ -192,7 +192,7 @@ now() { date +%s.%N; }
 run_report() {
     local name=$1 group=$2 round=$3 k=$1,$3 idle t0 t1 lines sampler peak meta
     idle=$(rss_kib)
-    ( peak=0; while kill -0 "$SRV_PID" 2>/dev/null; do
+    ( trap - ERR; peak=0; while kill -0 "$SRV_PID" 2>/dev/null; do
           r=$(rss_kib); [ "$r" -gt "$peak" ] && peak=$r && echo "$peak" >"$TMP/peak"
           sleep 0.02; done ) &
     sampler=$!
