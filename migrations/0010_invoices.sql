@@ -75,16 +75,16 @@ CREATE TRIGGER credit_notes_append_only
 
 -- Usage that arrives after its tenant's invoice for the period is final is
 -- billed in the next period whose invoice is still open (an adjustment line
--- naming the original period). The shared advisory lock per billed period
--- orders this against finalisation, which takes the same lock exclusively:
--- a record is either in the final invoice or moved, never lost between them.
--- The tenant is only looked up when some invoice of that period is final.
+-- naming the original period). Finalisation takes usage_records in SHARE mode
+-- (it waits for inserting transactions to finish and holds new ones off for
+-- its few milliseconds), so a record is either in the final invoice or moved,
+-- never lost between them; the trigger itself takes no lock. It costs one probe
+-- of the small partial index invoices_final_period per record, and looks the
+-- order's tenant up only when some invoice of that period is final.
 CREATE FUNCTION tally_usage_billed_period() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     t text;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(hashtext('tally-invoice-period'),
-                                         hashtext(NEW.billed_period));
     IF NOT EXISTS (SELECT 1 FROM invoices WHERE state = 'final' AND period = NEW.billed_period)
     THEN
         RETURN NEW;

@@ -5,8 +5,9 @@
  * grouped per (tenant, currency) into line items (kind, rule, unit, unit price,
  * payer, original period for late usage), upserted as drafts (a final invoice
  * is never touched: ON CONFLICT ... WHERE state = 'draft', and a trigger).
- * Finalize takes the period's advisory lock exclusively (usage inserts take it
- * shared, migrations/0010), refreshes the draft so it holds every record
+ * Finalize locks usage_records in SHARE mode (no insert runs meanwhile; the
+ * insert trigger of migrations/0010 moves later usage to the next open
+ * period), refreshes the draft so it holds every record
  * accepted so far, takes the next number from the locked counter row, signs
  * the canonical document and freezes the row, all in one transaction.
  */
@@ -190,8 +191,10 @@ json_t *invoice_row_json(PGresult *r, int i)
 
 static const char sql_lock_invoice[] =
     "SELECT tenant_id, period, currency, state FROM invoices WHERE id = $1 FOR UPDATE";
-static const char sql_lock_period[] =
-    "SELECT pg_advisory_xact_lock(hashtext('tally-invoice-period'), hashtext($1))";
+/* Waits for transactions inserting usage to finish and holds new ones off
+ * until this one commits: no record can slip between the refresh and the
+ * freeze (the insert trigger then sees the final invoice and moves it on). */
+static const char sql_lock_usage[] = "LOCK TABLE usage_records IN SHARE MODE";
 static const char sql_next_number[] =
     "UPDATE invoice_counters SET last = last + 1 WHERE series = $1 RETURNING last, "
     "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
@@ -282,11 +285,8 @@ int invoice_finalize(db_conn *db, const signing_key *key, const char *id, int *s
     snprintf(tenant, sizeof tenant, "%s", PQgetvalue(r, 0, 0));
     snprintf(period, sizeof period, "%s", PQgetvalue(r, 0, 1));
     PQclear(r);
-    {
-        const char *p[] = {period};
-        if ((rc = db_command(db, sql_lock_period, 1, p)) != DB_OK)
-            return rc;
-    }
+    if ((rc = db_command(db, sql_lock_usage, 0, NULL)) != DB_OK)
+        return rc;
     if ((rc = freeze(db, key, id, tenant, period)) != DB_OK)
         return rc;
     if (!(r = db_exec(db, sql_read, 1, &id)))
