@@ -15,8 +15,8 @@ struct embedded_file {
 };
 
 extern const struct embedded_file tally_openapi;
-extern const struct embedded_file tally_catalog; /* metering/catalog/devices.json */
-extern const struct embedded_file tally_latency; /* scheduler/data/aws_..._matrix.csv */
+extern const struct embedded_file tally_catalog;   /* metering/catalog/devices.json */
+extern const struct embedded_file tally_latency;   /* scheduler/data/aws_..._matrix.csv */
 extern const struct embedded_file tally_dashboard; /* server/dashboard.html */
 extern const struct embedded_file tally_migrations[];
 extern const size_t tally_migrations_count; /* sorted by name */

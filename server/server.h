@@ -30,8 +30,10 @@ struct tally_server {
     size_t nroutes;
     int inflight;              /* requests accepted and not yet answered (atomic) */
     struct ledger_svc *ledger; /* the ledger writer and its settings (ledger_svc.h) */
-    struct market_cache *market; /* published offers for resolution and placement (market_cache.h) */
-    struct probe_engine *probes; /* endpoint health, on the main loop (probe.h); NULL until serving */
+    struct market_cache
+        *market; /* published offers for resolution and placement (market_cache.h) */
+    struct probe_engine
+        *probes; /* endpoint health, on the main loop (probe.h); NULL until serving */
 };
 
 /* The route table (routes.c). */
