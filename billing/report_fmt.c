@@ -58,6 +58,50 @@ int report_fmt_hours(int64_t ms, char *buf, size_t cap)
     return report_fmt_decimal(micro, 6, buf, cap);
 }
 
+static char *put_digits(char *p, int64_t v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        p[i] = (char)('0' + v % 10);
+    return p + width;
+}
+
+int report_fmt_time_ms(int64_t ms, char *buf, size_t cap)
+{
+    int64_t days, msod, z, era, doe, yoe, y, doy, mp, d, m;
+    char *p = buf;
+
+    if (cap < 25 || ms < INT64_C(-62167219200000) || ms > INT64_C(253402300799999))
+        return fail(buf, cap); /* 0000-01-01 .. 9999-12-31 */
+    days = ms / 86400000 - (ms % 86400000 < 0);
+    msod = ms - days * 86400000;
+    /* civil_from_days (H. Hinnant): day 0 = 1970-01-01, eras of 400 years */
+    z = days + 719468;
+    era = (z >= 0 ? z : z - 146096) / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    d = doy - (153 * mp + 2) / 5 + 1;
+    m = mp < 10 ? mp + 3 : mp - 9;
+    y = yoe + era * 400 + (m <= 2);
+    p = put_digits(p, y, 4);
+    *p++ = '-';
+    p = put_digits(p, m, 2);
+    *p++ = '-';
+    p = put_digits(p, d, 2);
+    *p++ = 'T';
+    p = put_digits(p, msod / 3600000, 2);
+    *p++ = ':';
+    p = put_digits(p, msod / 60000 % 60, 2);
+    *p++ = ':';
+    p = put_digits(p, msod / 1000 % 60, 2);
+    *p++ = '.';
+    p = put_digits(p, msod % 1000, 3);
+    *p++ = 'Z';
+    *p = '\0';
+    return (int)(p - buf);
+}
+
 int report_csv_needs_quotes(const char *s, size_t len)
 {
     if (len && (s[0] == ' ' || s[len - 1] == ' '))

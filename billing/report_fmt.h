@@ -26,6 +26,10 @@ int report_fmt_decimal(int64_t v, int scale, char *buf, size_t cap);
  * even at the micro-hour ("1.000000" for 3 600 000 ms). */
 int report_fmt_hours(int64_t ms, char *buf, size_t cap);
 
+/* report_fmt_time_ms - unix milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ" (UTC,
+ * proleptic Gregorian; years 0000-9999, else -1). */
+int report_fmt_time_ms(int64_t ms, char *buf, size_t cap);
+
 /* report_csv_needs_quotes - 1 when s must be quoted in CSV (comma, quote, CR, LF,
  * or a leading/trailing space), else 0. */
 int report_csv_needs_quotes(const char *s, size_t len);

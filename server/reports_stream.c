@@ -109,7 +109,7 @@ static int cell_value(report_col_kind k, const char *v, char *buf, size_t cap, i
     switch (k) {
     case RCOL_INT:
         *str = 0;
-        return snprintf(buf, cap, "%lld", (long long)x);
+        return report_fmt_decimal(x, 0, buf, cap);
     case RCOL_MONEY:
         return report_fmt_decimal(x, 6, buf, cap);
     case RCOL_MCU:
@@ -117,7 +117,9 @@ static int cell_value(report_col_kind k, const char *v, char *buf, size_t cap, i
     case RCOL_HOURS:
         return report_fmt_hours(x, buf, cap);
     case RCOL_TIME_MS:
-        timefmt_format(x, buf, cap);
+        if (report_fmt_time_ms(x, buf, cap) >= 0)
+            return (int)strlen(buf);
+        timefmt_format(x, buf, cap); /* beyond year 9999 */
         return (int)strlen(buf);
     default:
         return -1;

@@ -109,3 +109,24 @@ Test(report_fmt, json_strings_escape_controls)
     report_json_string("\xc3\xa9", 2, buf, sizeof buf); /* UTF-8 passes through */
     cr_assert_str_eq(buf, "\"\xc3\xa9\"");
 }
+
+static const char *when(int64_t ms)
+{
+    static char buf[32];
+    cr_assert_eq(report_fmt_time_ms(ms, buf, sizeof buf), 24, "%lld", (long long)ms);
+    return buf;
+}
+
+Test(report_fmt, times_by_hand)
+{
+    char buf[32];
+    cr_assert_str_eq(when(0), "1970-01-01T00:00:00.000Z");
+    cr_assert_str_eq(when(-1), "1969-12-31T23:59:59.999Z");
+    cr_assert_str_eq(when(951782400000), "2000-02-29T00:00:00.000Z"); /* a leap day */
+    cr_assert_str_eq(when(1709251199999), "2024-02-29T23:59:59.999Z");
+    cr_assert_str_eq(when(1764331200123), "2025-11-28T12:00:00.123Z");
+    cr_assert_str_eq(when(INT64_C(-62167219200000)), "0000-01-01T00:00:00.000Z");
+    cr_assert_str_eq(when(INT64_C(253402300799999)), "9999-12-31T23:59:59.999Z");
+    cr_assert_eq(report_fmt_time_ms(INT64_C(253402300800000), buf, sizeof buf), -1);
+    cr_assert_eq(report_fmt_time_ms(0, buf, 24), -1, "24 characters and a NUL");
+}
