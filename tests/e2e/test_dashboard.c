@@ -13,6 +13,7 @@
  */
 #include "testdb.h"
 #include "testhttp.h"
+#include "testmarket.h"
 
 #include <criterion/criterion.h>
 #include <sodium.h>
@@ -27,26 +28,16 @@
 static char ci[1024];
 static tallyd_proc srv;
 static json_t *prov, *ten, *ten2, *fin;
-static unsigned char pk[32], sk[64];
-static char key_id[48];
+static tm_world world;
 
-static const char *key(json_t *a)
-{
-    return json_string_value(json_object_get(a, "api_key"));
-}
-
-static const char *sv(json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
-static http_resp post(const char *path, const char *k, const char *idem, const char *body)
-{
-    char h[200];
-    const char *hdrs[] = {h, NULL};
-    snprintf(h, sizeof h, "Idempotency-Key: %s", idem ? idem : "");
-    return http_request(&srv, "POST", path, k, idem ? hdrs : NULL, body, body ? strlen(body) : 0);
-}
+#define key(a) tm_key(a)
+#define sv(o, k) tm_str(o, k)
+#define post(path, k, idem, body) tm_post(&srv, path, k, idem, body)
+#define now_ms() tm_now_ms()
+#define deposit(t, amount) tm_deposit(&srv, t, amount)
+#define item(rid, order, s, e, rev) tm_item(&world, rid, order, s, e, rev, 0)
+#define report_ok(items) tm_report_ok(&world, items)
+#define publish_offer(region, policy) tm_publish_region(&world, region, policy)
 
 static http_resp get(const char *path, const char *k)
 {
@@ -58,108 +49,6 @@ static const char *sql1(const char *sql)
     const char *v = testdb_exec(ci, sql);
     cr_assert(v, "%s: %s", sql, testdb_error());
     return v;
-}
-
-static long long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static void register_key(void)
-{
-    char hex[65], body[256];
-    http_resp r;
-
-    crypto_sign_keypair(pk, sk);
-    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
-    snprintf(body, sizeof body, "{\"public_key\":\"%s\",\"label\":\"meter-1\"}", hex);
-    r = post("/v1/provider-keys", key(prov), NULL, body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(key_id, sizeof key_id, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-}
-
-static char *publish_offer(const char *region, const char *policy)
-{
-    static char ids[3][48];
-    static int n;
-    char body[1024], msg[512], path[128], sighex[129], ident[96];
-    unsigned char sig[64];
-    http_resp r;
-
-    snprintf(ident, sizeof ident, "%s/acme/h100-pool", region);
-    snprintf(body, sizeof body,
-             "{\"identifier\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"devices_per_node\":8,"
-             "\"nodes\":2,\"zone\":\"%sa\",\"endpoint\":\"127.0.0.1:9\",\"policy_id\":\"%s\","
-             "\"available_from\":\"2026-01-01T00:00:00Z\"}",
-             ident, region, policy);
-    r = post("/v1/offers", key(prov), NULL, body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(ids[n], sizeof ids[n], "%s", sv(r.json, "id"));
-    snprintf(msg, sizeof msg, "tally-offer-challenge-v1\n%s\n%s\n%s", ids[n], ident,
-             sv(r.json, "challenge"));
-    http_resp_free(&r);
-    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, strlen(msg), sk);
-    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
-    snprintf(path, sizeof path, "/v1/offers/%s/publish", ids[n]);
-    snprintf(body, sizeof body, "{\"key_id\":\"%s\",\"signature\":\"%s\"}", key_id, sighex);
-    r = post(path, key(prov), NULL, body);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    http_resp_free(&r);
-    return ids[n++];
-}
-
-static void deposit(json_t *tenant, const char *amount)
-{
-    char body[256];
-    http_resp r;
-    snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"currency\":\"USD\",\"amount\":\"%s\"}",
-             sv(tenant, "id"), amount);
-    r = post("/v1/ledger/deposits", srv.admin_key, NULL, body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    http_resp_free(&r);
-}
-
-static json_t *item(const char *rid, const char *order, long long s, long long e,
-                    const char *reverses)
-{
-    json_t *rec = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:s}", "record_id", rid, "order_id",
-                            order, "device", "nvidia-h100-sxm", "count", 8, "start_ms",
-                            (json_int_t)s, "end_ms", (json_int_t)e, "profile", "llm-train");
-    char *canon, sighex[129];
-    unsigned char sig[64], *m;
-    size_t cl, dl = strlen("tally-usage-v1\n");
-
-    if (reverses)
-        json_object_set_new(rec, "reverses", json_string(reverses));
-    canon = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
-    cl = strlen(canon);
-    m = malloc(dl + cl);
-    memcpy(m, "tally-usage-v1\n", dl);
-    memcpy(m + dl, canon, cl);
-    crypto_sign_detached(sig, NULL, m, dl + cl, sk);
-    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
-    free(m);
-    free(canon);
-    return json_pack("{s:o, s:s, s:s}", "record", rec, "key_id", key_id, "signature", sighex);
-}
-
-/* Report items; every one must be accepted. */
-static void report_ok(json_t *items)
-{
-    json_t *b = json_pack("{s:o}", "records", items), *v;
-    char *text = json_dumps(b, JSON_COMPACT);
-    http_resp r = post("/v1/usage", key(prov), NULL, text);
-    size_t i;
-
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    json_array_foreach(json_object_get(r.json, "results"), i, v)
-        cr_assert_str_eq(sv(v, "status"), "accepted", "%s", r.body);
-    free(text);
-    json_decref(b);
-    http_resp_free(&r);
 }
 
 /* An order on offer, started 55 s ago (usage can be reported at once). */
@@ -194,11 +83,12 @@ static void setup(void)
     ten = tallyd_account(&srv, "tenant-alpha", "tenant");
     ten2 = tallyd_account(&srv, "tenant-beta", "tenant");
     fin = tallyd_account(&srv, "finance-1", "finance");
-    register_key();
+    tm_world_init(&world, &srv, key(prov));
 }
 
 static void teardown(void)
 {
+    tm_world_free(&world);
     json_decref(prov);
     json_decref(ten);
     json_decref(ten2);
@@ -225,7 +115,8 @@ static const char *chromium(void)
 
 static void activity(void)
 {
-    char *pol, *off[2];
+    char *pol;
+    const char *off[2];
     long long t;
     http_resp r = post("/v1/pricing/policies", key(prov), NULL,
                        "{\"name\":\"base\",\"document\":{\"currency\":\"USD\",\"rules\":[{"

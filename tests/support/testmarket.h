@@ -1,0 +1,56 @@
+/*
+ * testmarket.h - marketplace set-up for end-to-end tests: a provider with a
+ * registered Ed25519 key, published offers whose endpoint is a real loopback
+ * listener (so the probes see them up and failover never moves a test's
+ * orders), money in tenants' wallets, signed usage items.
+ */
+#ifndef TALLY_TESTMARKET_H
+#define TALLY_TESTMARKET_H
+
+#include "testhttp.h"
+
+#include <jansson.h>
+
+typedef struct tm_world {
+    const tallyd_proc *srv;
+    const char *provider_key; /* the provider account's API key (borrowed) */
+    unsigned char pk[32], sk[64];
+    char key_id[48];
+    int listen_fd, port; /* the offers' endpoint */
+} tm_world;
+
+/* tm_world_init - a key pair registered for the provider, and the listener. */
+void tm_world_init(tm_world *w, const tallyd_proc *srv, const char *provider_key);
+void tm_world_free(tm_world *w);
+
+/* Small accessors: an account's API key, a string member. */
+const char *tm_key(json_t *account);
+const char *tm_str(json_t *o, const char *k);
+long long tm_now_ms(void);
+
+/* POST with an optional Idempotency-Key (NULL: none). */
+http_resp tm_post(const tallyd_proc *srv, const char *path, const char *key, const char *idem,
+                  const char *body);
+
+/* tm_publish - an nvidia-h100-sxm offer (devices_per_node 8, nodes 2) at identifier under
+ * policy, extra JSON members appended to the body ("" or ",\"residency\":[...]"); its
+ * challenge signed and published. The offer id into id. */
+void tm_publish(tm_world *w, const char *identifier, const char *policy, const char *extra,
+                char id[48]);
+
+/* tm_publish_region - tm_publish of "REGION/acme/h100-pool" without extras; the id stays
+ * valid for the next 15 calls. */
+const char *tm_publish_region(tm_world *w, const char *region, const char *policy);
+
+/* tm_deposit - credit a tenant's USD wallet (admin). */
+void tm_deposit(const tallyd_proc *srv, json_t *tenant, const char *amount);
+
+/* tm_item - one signed batch item (8 x nvidia-h100-sxm, llm-train, [s, e) ms); reverses may
+ * be NULL; bad signs with a stranger's key. New reference. */
+json_t *tm_item(const tm_world *w, const char *rid, const char *order, long long s, long long e,
+                const char *reverses, int bad);
+
+/* tm_report_ok - POST /v1/usage with items (stolen); every record must be accepted. */
+void tm_report_ok(const tm_world *w, json_t *items);
+
+#endif
