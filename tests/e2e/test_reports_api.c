@@ -42,6 +42,10 @@ static char policy[48], offer[48];
 #define sv(o, k) tm_str(o, k)
 #define post(path, k, idem, body) tm_post(&srv, path, k, idem, body)
 #define now_ms() tm_now_ms()
+#define report(items, k) tm_report(&srv, items, k)
+#define result(r, i, field) tm_result(r, i, field)
+#define balance(who, purpose) tm_balance(ci, who, purpose)
+#define place_order(idem, start) tm_quoted_order(&srv, ten, policy, offer, idem, start)
 #define deposit(t, amount) tm_deposit(&srv, t, amount)
 #define item(rid, order, s, e, rev, bad) tm_item(&world, rid, order, s, e, rev, bad)
 
@@ -104,75 +108,6 @@ static void teardown(void)
 }
 
 TestSuite(reports_api, .init = setup, .fini = teardown, .timeout = 180);
-
-static http_resp report(json_t *items, const char *k)
-{
-    json_t *b = json_pack("{s:o}", "records", items);
-    char *text = json_dumps(b, JSON_COMPACT);
-    http_resp r = post("/v1/usage", k, NULL, text);
-    free(text);
-    json_decref(b);
-    return r;
-}
-
-static const char *result(const http_resp *r, size_t i, const char *field)
-{
-    return sv(json_array_get(json_object_get(r->json, "results"), i), field);
-}
-
-static long long balance(json_t *who, const char *purpose)
-{
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_accounts a ON "
-             "a.id = e.account_id WHERE %s%s%s AND a.purpose = '%s'",
-             who ? "a.owner_id = '" : "a.owner_id IS NULL", who ? sv(who, "id") : "",
-             who ? "'" : "", purpose);
-    return atoll(sql1(sql));
-}
-
-static char *place_order(const char *idem, long long *start)
-{
-    static char id[48];
-    char body[1024], qbody[512], start_iso[40];
-    long long work;
-    http_resp r;
-    time_t t;
-
-    *start = now_ms() - 50000; /* ordered 50 s ago: usage can be reported at once */
-    t = (time_t)(*start / 1000);
-    strftime(start_iso, sizeof start_iso, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
-    *start = (long long)t * 1000;
-    snprintf(qbody, sizeof qbody,
-             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
-             "\"llm-train\",\"wall_ms\":60000}",
-             policy);
-    r = post("/v1/quotes", key(ten), NULL, qbody);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    work = json_integer_value(json_object_get(json_object_get(r.json, "workload"), "mcu"));
-    /* 8 devices x 60 s = 480 device-seconds = 0.480000 at 3.60 per device-hour */
-    cr_assert_str_eq(sv(r.json, "total"), "0.480000", "%s", r.body);
-    snprintf(body, sizeof body,
-             "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","
-             "\"work_mcu\":%lld,\"quote_id\":\"%s\",\"start\":\"%s\",\"constraints\":{"
-             "\"regions\":[\"eu-west-1\"],\"residency\":[\"eu\"],\"currency\":\"USD\"}}",
-             work, sv(r.json, "id"), start_iso);
-    http_resp_free(&r);
-    r = post("/v1/orders", key(ten), idem, body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    cr_assert_str_eq(sv(r.json, "state"), "placed", "%s", r.body);
-    cr_assert_str_eq(sv(r.json, "offer_id"), offer);
-    cr_assert_str_eq(sv(r.json, "priced"), "0.480000", "the quote's price is locked: %s", r.body);
-    snprintf(id, sizeof id, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-    /* the same request again replays the same order */
-    r = post("/v1/orders", key(ten), idem, body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    cr_assert_str_eq(sv(r.json, "id"), id);
-    cr_assert_str_eq(http_header_value(&r, "idempotent-replayed"), "true");
-    http_resp_free(&r);
-    return id;
-}
 
 /* Make the activity: r1, r2 | r3 | r4 and the reversal of r3 | complete. Returns the order. */
 static const char *activity(void)

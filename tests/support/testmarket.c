@@ -1,6 +1,7 @@
 /*
  * testmarket.c - the marketplace set-up end-to-end tests share (see testmarket.h).
  */
+#include "testdb.h"
 #include "testmarket.h"
 
 #include <arpa/inet.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 const char *tm_key(json_t *account)
@@ -172,4 +174,78 @@ void tm_report_ok(const tm_world *w, json_t *items)
     free(text);
     json_decref(b);
     http_resp_free(&r);
+}
+
+http_resp tm_report(const tallyd_proc *srv, json_t *items, const char *k)
+{
+    json_t *b = json_pack("{s:o}", "records", items);
+    char *text = json_dumps(b, JSON_COMPACT);
+    http_resp r = tm_post(srv, "/v1/usage", k, NULL, text);
+    free(text);
+    json_decref(b);
+    return r;
+}
+
+const char *tm_result(const http_resp *r, size_t i, const char *field)
+{
+    return tm_str(json_array_get(json_object_get(r->json, "results"), i), field);
+}
+
+long long tm_balance(const char *conninfo, json_t *who, const char *purpose)
+{
+    char sql[512];
+    const char *v;
+    snprintf(sql, sizeof sql,
+             "SELECT coalesce(sum(e.amount), 0) FROM ledger_entries e JOIN ledger_accounts a ON "
+             "a.id = e.account_id WHERE %s%s%s AND a.purpose = '%s'",
+             who ? "a.owner_id = '" : "a.owner_id IS NULL", who ? tm_str(who, "id") : "",
+             who ? "'" : "", purpose);
+    v = testdb_exec(conninfo, sql);
+    cr_assert(v, "%s: %s", sql, testdb_error());
+    return atoll(v);
+}
+
+const char *tm_quoted_order(const tallyd_proc *srv, json_t *tenant, const char *policy,
+                            const char *offer, const char *idem, long long *start)
+{
+    static char id[48];
+    char body[1024], qbody[512], start_iso[40];
+    long long work;
+    http_resp r;
+    time_t t;
+
+    *start = tm_now_ms() - 50000; /* ordered 50 s ago: usage can be reported at once */
+    t = (time_t)(*start / 1000);
+    strftime(start_iso, sizeof start_iso, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    *start = (long long)t * 1000;
+    snprintf(qbody, sizeof qbody,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
+             "\"llm-train\",\"wall_ms\":60000}",
+             policy);
+    r = tm_post(srv, "/v1/quotes", tm_key(tenant), NULL, qbody);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    work = json_integer_value(json_object_get(json_object_get(r.json, "workload"), "mcu"));
+    /* 8 devices x 60 s = 480 device-seconds = 0.480000 at 3.60 per device-hour */
+    cr_assert_str_eq(tm_str(r.json, "total"), "0.480000", "%s", r.body);
+    snprintf(body, sizeof body,
+             "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","
+             "\"work_mcu\":%lld,\"quote_id\":\"%s\",\"start\":\"%s\",\"constraints\":{"
+             "\"regions\":[\"eu-west-1\"],\"residency\":[\"eu\"],\"currency\":\"USD\"}}",
+             work, tm_str(r.json, "id"), start_iso);
+    http_resp_free(&r);
+    r = tm_post(srv, "/v1/orders", tm_key(tenant), idem, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(tm_str(r.json, "state"), "placed", "%s", r.body);
+    cr_assert_str_eq(tm_str(r.json, "offer_id"), offer);
+    cr_assert_str_eq(tm_str(r.json, "priced"), "0.480000", "the quote's price is locked: %s",
+                     r.body);
+    snprintf(id, sizeof id, "%s", tm_str(r.json, "id"));
+    http_resp_free(&r);
+    /* the same request again replays the same order */
+    r = tm_post(srv, "/v1/orders", tm_key(tenant), idem, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(tm_str(r.json, "id"), id);
+    cr_assert_str_eq(http_header_value(&r, "idempotent-replayed"), "true");
+    http_resp_free(&r);
+    return id;
 }

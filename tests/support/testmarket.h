@@ -53,4 +53,17 @@ json_t *tm_item(const tm_world *w, const char *rid, const char *order, long long
 /* tm_report_ok - POST /v1/usage with items (stolen); every record must be accepted. */
 void tm_report_ok(const tm_world *w, json_t *items);
 
+/* tm_report - POST /v1/usage with items (stolen) as the provider key k; the response. */
+http_resp tm_report(const tallyd_proc *srv, json_t *items, const char *k);
+/* tm_result - field of the i-th per-record answer of a usage response. */
+const char *tm_result(const http_resp *r, size_t i, const char *field);
+/* tm_balance - sum of the entries of who's accounts of purpose (who NULL: the platform's). */
+long long tm_balance(const char *conninfo, json_t *who, const char *purpose);
+/* tm_quoted_order - the tenant quotes 8 x nvidia-h100-sxm for 60 s under policy (priced at
+ * 3.60 per device-hour: 0.480000), then orders it (start 50 s ago, so usage can be reported
+ * at once) under Idempotency-Key idem, checks it lands on offer at the quoted price and that a
+ * retry replays it; the order id (valid until the next call) and its start in *start. */
+const char *tm_quoted_order(const tallyd_proc *srv, json_t *tenant, const char *policy,
+                            const char *offer, const char *idem, long long *start);
+
 #endif
