@@ -51,24 +51,6 @@ static const char *sql1(const char *sql)
     return v;
 }
 
-/* Policy (3.60 per device-hour, UTC) and the platform's 5 % take from the provider. */
-static void make_policies(void)
-{
-    http_resp r = post("/v1/pricing/policies", key(prov), NULL,
-                       "{\"name\":\"H100 pool\",\"document\":{\"currency\":\"USD\",\"rules\":[{"
-                       "\"id\":\"base\",\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},"
-                       "\"per_device_hour\":\"3.60\"}]}}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(policy, sizeof policy, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-    r = post("/v1/pricing/policies", srv.admin_key, NULL,
-             "{\"name\":\"platform\",\"document\":{\"currency\":\"USD\",\"scope\":\"platform\","
-             "\"rules\":[{\"id\":\"take\",\"kind\":\"platform_fee\",\"take_ppm\":50000,"
-             "\"payer\":\"provider\"}]}}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    http_resp_free(&r);
-}
-
 static void setup(void)
 {
     cr_assert(sodium_init() >= 0);
@@ -78,7 +60,7 @@ static void setup(void)
     prov2 = tallyd_account(&srv, "other-gpu", "provider");
     ten = tallyd_account(&srv, "tenant-a", "tenant");
     ten2 = tallyd_account(&srv, "tenant-b", "tenant");
-    make_policies();
+    tm_policies(&srv, key(prov), policy);
     tm_world_init(&world, &srv, key(prov));
     tm_publish(&world, "eu-west-1/acme/h100-pool", policy, ",\"residency\":[\"eu\",\"gdpr\"]",
                offer);

@@ -249,3 +249,20 @@ const char *tm_quoted_order(const tallyd_proc *srv, json_t *tenant, const char *
     http_resp_free(&r);
     return id;
 }
+
+void tm_policies(const tallyd_proc *srv, const char *provider_key, char policy[48])
+{
+    http_resp r = tm_post(srv, "/v1/pricing/policies", provider_key, NULL,
+                          "{\"name\":\"H100 pool\",\"document\":{\"currency\":\"USD\",\"rules\":[{"
+                          "\"id\":\"base\",\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},"
+                          "\"per_device_hour\":\"3.60\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(policy, 48, "%s", tm_str(r.json, "id"));
+    http_resp_free(&r);
+    r = tm_post(srv, "/v1/pricing/policies", srv->admin_key, NULL,
+                "{\"name\":\"platform\",\"document\":{\"currency\":\"USD\",\"scope\":\"platform\","
+                "\"rules\":[{\"id\":\"take\",\"kind\":\"platform_fee\",\"take_ppm\":50000,"
+                "\"payer\":\"provider\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    http_resp_free(&r);
+}

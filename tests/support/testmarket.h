@@ -53,6 +53,10 @@ json_t *tm_item(const tm_world *w, const char *rid, const char *order, long long
 /* tm_report_ok - POST /v1/usage with items (stolen); every record must be accepted. */
 void tm_report_ok(const tm_world *w, json_t *items);
 
+/* tm_policies - the provider's policy (3.60 per GPU device-hour, UTC; its id into policy)
+ * and the platform's 5 % take, paid by the provider (admin). */
+void tm_policies(const tallyd_proc *srv, const char *provider_key, char policy[48]);
+
 /* tm_report - POST /v1/usage with items (stolen) as the provider key k; the response. */
 http_resp tm_report(const tallyd_proc *srv, json_t *items, const char *k);
 /* tm_result - field of the i-th per-record answer of a usage response. */
