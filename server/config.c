@@ -3,6 +3,7 @@
  * Invariant: after a successful load every numeric field is within its range.
  */
 #include "config.h"
+#include "order.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -51,7 +52,7 @@ void config_defaults(tally_config *cfg)
     cfg->db_pool_size = 0; /* 0: derived from threads at start-up */
     cfg->max_body_bytes = 1L << 20;
     cfg->auth_cache_ms = 2000;
-    cfg->order_hold_margin_pct = 10;
+    cfg->order_hold_margin_pct = ORDER_HOLD_MARGIN_PCT;
     cfg->db_timeout_ms = 5000;
     cfg->access_log = 1;
 }

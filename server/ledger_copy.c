@@ -61,10 +61,15 @@ void ledger_copy_text(ledger_copy *c, const char *s)
     put(c, s, n);
 }
 
+void ledger_copy_null(ledger_copy *c)
+{
+    put_u32(c, UINT32_MAX); /* length -1: NULL, whatever the column's type */
+}
+
 void ledger_copy_text_or_null(ledger_copy *c, const char *s)
 {
     if (!s || !*s)
-        put_u32(c, UINT32_MAX); /* -1: NULL */
+        ledger_copy_null(c);
     else
         ledger_copy_text(c, s);
 }

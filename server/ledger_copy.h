@@ -37,7 +37,8 @@ void ledger_copy_free(ledger_copy *c);
 
 /* ledger_copy_row - start a row of nfields fields. */
 void ledger_copy_row(ledger_copy *c, int nfields);
-/* Fields. text_or_null writes SQL NULL for NULL or "". */
+/* Fields. text_or_null writes SQL NULL for NULL or "". null writes an SQL NULL of any type. */
+void ledger_copy_null(ledger_copy *c);
 void ledger_copy_text(ledger_copy *c, const char *s);
 void ledger_copy_text_or_null(ledger_copy *c, const char *s);
 void ledger_copy_i16(ledger_copy *c, int16_t v);

@@ -284,8 +284,7 @@ static int reserve(db_conn *db, const market_job *j, market_cand *c, size_t n, i
             return db_last_status(db);
         ok = PQntuples(r) == 1;
         PQclear(r);
-        if (ok && (rc = market_reserved(db, c[i].offer_id, c[i].start_ms, c[i].end_ms,
-                                        &c[i].reserved)) != DB_OK)
+        if (ok && (rc = market_reserved_all(db, &c[i], 1)) != DB_OK)
             return rc;
         if (ok && c[i].capacity - c[i].reserved >= j->count) {
             *chosen = (int)i;

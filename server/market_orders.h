@@ -88,8 +88,9 @@ typedef struct market_cand {
 int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j,
                       market_cand **cands, size_t *n, char *scheduler, size_t schedlen,
                       json_t **problem);
-/* market_reserved - devices of offer reserved by active orders within [s, e). */
-int market_reserved(db_conn *db, const char *offer, int64_t s, int64_t e, int64_t *out);
+/* market_reserved_all - set each feasible candidate's reserved devices: those held by
+ * active orders overlapping its own window [start_ms, end_ms), in one query for all. */
+int market_reserved_all(db_conn *db, market_cand *c, size_t n);
 /* market_placement_json - the ranked and rejected offers and which scheduler
  * ranked them (new reference). */
 json_t *market_placement_json(const market_cand *c, size_t n, const char *scheduler);

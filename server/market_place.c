@@ -39,12 +39,6 @@ static const char sql_offers[] =
     "o.nodes FROM offers o WHERE o.state = 'published' AND ($1 = '' OR o.device_id = $1) "
     "AND ($2 = '' OR o.id = $2) AND ($3 = '' OR o.policy_id = $3) ORDER BY o.id LIMIT 256";
 
-static const char sql_reserved[] =
-    "SELECT coalesce(sum(count), 0) FROM orders WHERE offer_id = $1 "
-    "AND state IN ('pending', 'placed', 'running', 'migrating') "
-    "AND start_at < to_timestamp($3::bigint / 1000.0) AND end_at > to_timestamp($2::bigint / "
-    "1000.0)";
-
 static const char sql_quote[] =
     "SELECT tenant_id, policy_id, policy_version, total_micros, "
     "(extract(epoch FROM expires_at) * 1000)::bigint, document::json #>> '{workload,device}', "
@@ -55,21 +49,6 @@ void market_job_clear(market_job *j)
 {
     json_decref(j->profile_json);
     j->profile_json = NULL;
-}
-
-int market_reserved(db_conn *db, const char *offer, int64_t s, int64_t e, int64_t *out)
-{
-    char a[24], b[24];
-    const char *p[] = {offer, a, b};
-    PGresult *r;
-
-    snprintf(a, sizeof a, "%lld", (long long)s);
-    snprintf(b, sizeof b, "%lld", (long long)e);
-    if (!(r = db_exec(db, sql_reserved, 3, p)))
-        return db_last_status(db);
-    *out = atoll(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return DB_OK;
 }
 
 static int rejectf(market_cand *c, const char *fmt, const char *a)
@@ -619,8 +598,7 @@ static const char sql_reserved_all[] =
     "AND start_at < to_timestamp($3::bigint / 1000.0) AND end_at > to_timestamp($2::bigint / "
     "1000.0)";
 
-/* Devices reserved in each usable candidate's own window, in one query for all of them. */
-static int reserved_all(db_conn *db, market_cand *c, size_t n)
+int market_reserved_all(db_conn *db, market_cand *c, size_t n)
 {
     int64_t lo = INT64_MAX, hi = INT64_MIN;
     size_t cap = 3, len = 0;
@@ -633,6 +611,8 @@ static int reserved_all(db_conn *db, market_cand *c, size_t n)
             hi = c[i].end_ms > hi ? c[i].end_ms : hi;
             cap += strlen(c[i].offer_id) + 1;
         }
+    for (size_t i = 0; i < n; i++)
+        c[i].reserved = 0;
     if (lo > hi)
         return DB_OK;
     if (!(arr = malloc(cap)))
@@ -730,7 +710,7 @@ int market_candidates(struct tally_server *srv, db_conn *db, const market_job *j
     for (size_t i = 0; i < *n; i++)
         if ((rc = prepare(srv, db, j, &(*cands)[i])) < 0)
             goto fail;
-    if ((rc = reserved_all(db, *cands, *n)) != DB_OK)
+    if ((rc = market_reserved_all(db, *cands, *n)) != DB_OK)
         goto fail;
     rc = rank(&x, *cands, *n, problem);
     memo_free(&x.memo);

@@ -457,21 +457,13 @@ static int load_policy(ubatch *b, uorder *o)
 }
 
 static usage_reason rate(ubatch *b, usage_item *it, uorder *o, ustate *s, int64_t mcu,
-                         pricing_result *res)
+                         cat_kind kind, pricing_result *res)
 {
     const usage_rec *r = &it->rec;
     pricing_tz tz;
     pricing_error err;
     char tzerr[200];
-    const cat_catalog *cat;
-    const cu_eff_table *eff;
-    const cat_device *dev;
-    cat_kind kind = CAT_KIND_GPU;
 
-    mcache_read_lock(b->srv->metering, &cat, &eff);
-    if (cat && (dev = cat_find(cat, r->device)))
-        kind = cat_device_kind(dev);
-    mcache_read_unlock(b->srv->metering);
     {
         pricing_usage u = {o->tenant,
                            r->device,
@@ -499,7 +491,8 @@ static usage_reason rate(ubatch *b, usage_item *it, uorder *o, ustate *s, int64_
     return USAGE_OK;
 }
 
-static int measure(ubatch *b, usage_item *it, uorder *o, int64_t *mcu)
+/* CU of the record and its device's kind (for pricing), under one catalog lock. */
+static int measure(ubatch *b, usage_item *it, uorder *o, int64_t *mcu, cat_kind *kind)
 {
     const usage_rec *r = &it->rec;
     const cat_catalog *cat;
@@ -512,6 +505,8 @@ static int measure(ubatch *b, usage_item *it, uorder *o, int64_t *mcu)
     if (cat)
         st = cu_normalize(cat, eff, r->device, r->count, &o->prof, r->end_ms - r->start_ms, mcu,
                           &rate, &err);
+    if (st == CU_OK)
+        *kind = cat_device_kind(rate.device);
     mcache_read_unlock(b->srv->metering);
     if (st != CU_OK) {
         refuse(it, USAGE_METERING, cat ? err.message : "no device catalog is loaded");
@@ -551,16 +546,17 @@ static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
     uorder *o;
     ustate *s;
     int64_t mcu = 0, fee = 0;
+    cat_kind kind = CAT_KIND_GPU;
     int rc;
 
-    if (!(o = check_order(b, it)) || measure(b, it, o, &mcu) != 0)
+    if (!(o = check_order(b, it)) || measure(b, it, o, &mcu, &kind) != 0)
         return DB_OK;
     timefmt_period(it->rec.start_ms, period);
     if ((rc = load_policy(b, o)) < 0)
         return rc;
     if (rc == 0 || !(s = find_state(b, o, period)))
         return refuse(it, USAGE_PRICING, "the order's policy version cannot be loaded"), DB_OK;
-    if (rate(b, it, o, s, mcu, res) != USAGE_OK)
+    if (rate(b, it, o, s, mcu, kind, res) != USAGE_OK)
         return DB_OK;
     if (order_fee_split(res->total, res->provider_net, &fee) != 0)
         fee = 0;
@@ -704,7 +700,7 @@ static void copy_row(ledger_copy *c, const ubatch *b, const usage_item *it, cons
     if (r->work_mcu >= 0)
         ledger_copy_i64(c, r->work_mcu);
     else
-        ledger_copy_text_or_null(c, NULL); /* a NULL is typeless in binary COPY */
+        ledger_copy_null(c);
     ledger_copy_i64(c, it->mcu);
     ledger_copy_i64(c, (it->amount < 0 ? -1 : 1) * r->count * (r->end_ms - r->start_ms));
     ledger_copy_text(c, it->currency);

@@ -138,15 +138,13 @@ out:
 }
 
 /* Reorder res->ranked by the ids in ranking (see the header). 0, or -1 with err. */
-static int apply_ranking(const sched_input *in, sched_result *res, json_t *ranking, char *err,
-                         size_t errlen)
+static int apply_ranking(sched_result *res, json_t *ranking, char *err, size_t errlen)
 {
     sched_placement *out = calloc(res->n_ranked ? res->n_ranked : 1, sizeof *out);
     char *taken = calloc(res->n_ranked ? res->n_ranked : 1, 1);
     size_t n = 0, i;
     json_t *v;
 
-    (void)in;
     if (!out || !taken || !json_is_array(ranking)) {
         free(out);
         free(taken);
@@ -188,7 +186,7 @@ int sched_external_rank(const sched_input *in, sched_result *res, char *err, siz
     if (reply && !(ans = json_loads(reply, 0, NULL)))
         snprintf(err, errlen, "the answer is not JSON");
     if (ans)
-        rc = apply_ranking(in, res, json_object_get(ans, "ranking"), err, errlen);
+        rc = apply_ranking(res, json_object_get(ans, "ranking"), err, errlen);
     json_decref(ans);
     free(reply);
     __atomic_add_fetch(rc == 0 ? &n_ok : &n_fallback, 1, __ATOMIC_RELAXED);

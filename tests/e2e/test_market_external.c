@@ -8,47 +8,33 @@
  */
 #include "testdb.h"
 #include "testhttp.h"
+#include "testmarket.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
-#include <netinet/in.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 static char ci[1024];
 static tallyd_proc srv;
 static json_t *prov, *ten;
-static unsigned char pk[32], sk[64];
-static char key_id[48], policy[48];
+static tm_world world;
+static char policy[48];
 static int ext_port, lfd1, lfd2;
 static volatile int mode;    /* 0 reverse, 1 too slow, 2 HTTP 500 */
 static char received[2][48]; /* offer ids in the order tallyd sent them */
 static struct event_base *ext_base;
 static pthread_t ext_thread;
 
-static const char *key(json_t *a)
-{
-    return json_string_value(json_object_get(a, "api_key"));
-}
-
-static const char *sv(json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
-static http_resp post(const char *path, const char *k, const char *body)
-{
-    return http_request(&srv, "POST", path, k, NULL, body, body ? strlen(body) : 0);
-}
+#define key(a) tm_key(a)
+#define sv(o, k) tm_str(o, k)
+#define post(path, k, body) tm_post(&srv, path, k, NULL, body)
 
 /* ---- the external scheduler --------------------------------------------------------------- */
 
@@ -102,87 +88,32 @@ static void ext_start(void)
     pthread_create(&ext_thread, NULL, ext_main, NULL);
 }
 
-/* ---- world ------------------------------------------------------------------------------------
- */
-
-static int listen_any(int *port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(fd, 16), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static void publish(const char *name, int port)
-{
-    char body[1024], msg[512], path[128], sighex[129], ident[128], id[48];
-    unsigned char sig[64];
-    http_resp r;
-
-    snprintf(ident, sizeof ident, "eu-west-1/acme/%s", name);
-    snprintf(body, sizeof body,
-             "{\"identifier\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"devices_per_node\":8,"
-             "\"nodes\":1,\"endpoint\":\"127.0.0.1:%d\",\"policy_id\":\"%s\","
-             "\"available_from\":\"2026-01-01T00:00:00Z\"}",
-             ident, port, policy);
-    r = post("/v1/offers", key(prov), body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(id, sizeof id, "%s", sv(r.json, "id"));
-    snprintf(msg, sizeof msg, "tally-offer-challenge-v1\n%s\n%s\n%s", id, ident,
-             sv(r.json, "challenge"));
-    http_resp_free(&r);
-    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, strlen(msg), sk);
-    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
-    snprintf(path, sizeof path, "/v1/offers/%s/publish", id);
-    snprintf(body, sizeof body, "{\"key_id\":\"%s\",\"signature\":\"%s\"}", key_id, sighex);
-    r = post(path, key(prov), body);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    http_resp_free(&r);
-}
+/* ---- world ------------------------------------------------------------------------------- */
 
 static void setup(void)
 {
     static char url_env[128];
     const char *env[] = {url_env, "TALLY_SCHEDULER_TIMEOUT_MS=300", NULL};
-    char hex[65], body[256];
+    char id[48];
     int p1 = 0, p2 = 0;
-    http_resp r;
 
-    cr_assert(sodium_init() >= 0);
     ext_start();
     snprintf(url_env, sizeof url_env, "TALLY_SCHEDULER_URL=http://127.0.0.1:%d/rank", ext_port);
     testdb_create(ci, sizeof ci);
     tallyd_start(&srv, ci, env);
     prov = tallyd_account(&srv, "acme-gpu", "provider");
     ten = tallyd_account(&srv, "tenant-a", "tenant");
-    r = post("/v1/pricing/policies", key(prov),
-             "{\"name\":\"pool\",\"document\":{\"currency\":\"USD\",\"rules\":[{\"id\":\"base\","
-             "\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},\"per_device_hour\":"
-             "\"3.60\"}]}}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(policy, sizeof policy, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-    crypto_sign_keypair(pk, sk);
-    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
-    snprintf(body, sizeof body, "{\"public_key\":\"%s\"}", hex);
-    r = post("/v1/provider-keys", key(prov), body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(key_id, sizeof key_id, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-    lfd1 = listen_any(&p1);
-    lfd2 = listen_any(&p2);
-    publish("pool-a", p1);
-    publish("pool-b", p2);
+    tm_policies(&srv, key(prov), policy);
+    tm_world_init(&world, &srv, key(prov));
+    lfd1 = tm_listen(&p1);
+    lfd2 = tm_listen(&p2);
+    tm_publish_at(&world, "eu-west-1/acme/pool-a", policy, p1, "", id);
+    tm_publish_at(&world, "eu-west-1/acme/pool-b", policy, p2, "", id);
 }
 
 static void teardown(void)
 {
+    tm_world_free(&world);
     json_decref(prov);
     json_decref(ten);
     tallyd_stop(&srv);

@@ -10,117 +10,41 @@
  */
 #include "testdb.h"
 #include "testhttp.h"
+#include "testmarket.h"
 
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 static char ci[1024];
 static tallyd_proc srv;
 static json_t *prov, *ten;
-static unsigned char pk[32], sk[64];
-static char key_id[48], policy[48];
+static tm_world world;
+static char policy[48];
 static const char *const env[] = {"TALLY_PROBE_INTERVAL_MS=200", "TALLY_PROBE_FAILURES=2",
                                   "TALLY_PROBE_TIMEOUT_MS=100", NULL};
 
-static const char *key(json_t *a)
-{
-    return json_string_value(json_object_get(a, "api_key"));
-}
-
-static const char *sv(json_t *o, const char *k)
-{
-    return json_string_value(json_object_get(o, k));
-}
-
-static http_resp post(const char *path, const char *k, const char *body)
-{
-    return http_request(&srv, "POST", path, k, NULL, body, body ? strlen(body) : 0);
-}
-
-/* A listening socket on 127.0.0.1:port (port 0 = any); its fd, port in *port. */
-static int listen_on(int *port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port)};
-    socklen_t len = sizeof a;
-    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    cr_assert(fd >= 0);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind port %d", *port);
-    cr_assert_eq(listen(fd, 64), 0);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
-static void publish(const char *name, int port, char *id_out)
-{
-    char body[1024], msg[512], path[128], sighex[129], ident[128];
-    unsigned char sig[64];
-    http_resp r;
-
-    snprintf(ident, sizeof ident, "eu-west-1/acme/%s", name);
-    snprintf(body, sizeof body,
-             "{\"identifier\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"devices_per_node\":8,"
-             "\"nodes\":1,\"endpoint\":\"127.0.0.1:%d\",\"policy_id\":\"%s\","
-             "\"available_from\":\"2026-01-01T00:00:00Z\"}",
-             ident, port, policy);
-    r = post("/v1/offers", key(prov), body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(id_out, 48, "%s", sv(r.json, "id"));
-    snprintf(msg, sizeof msg, "tally-offer-challenge-v1\n%s\n%s\n%s", id_out, ident,
-             sv(r.json, "challenge"));
-    http_resp_free(&r);
-    crypto_sign_detached(sig, NULL, (const unsigned char *)msg, strlen(msg), sk);
-    sodium_bin2hex(sighex, sizeof sighex, sig, sizeof sig);
-    snprintf(path, sizeof path, "/v1/offers/%s/publish", id_out);
-    snprintf(body, sizeof body, "{\"key_id\":\"%s\",\"signature\":\"%s\"}", key_id, sighex);
-    r = post(path, key(prov), body);
-    cr_assert_eq(r.status, 200, "%s", r.body);
-    http_resp_free(&r);
-}
+#define key(a) tm_key(a)
+#define sv(o, k) tm_str(o, k)
+#define post(path, k, body) tm_post(&srv, path, k, NULL, body)
+#define listen_on(port) tm_listen(port)
 
 static void setup(void)
 {
-    char hex[65], body[512];
-    http_resp r;
-
-    cr_assert(sodium_init() >= 0);
     testdb_create(ci, sizeof ci);
     tallyd_start(&srv, ci, env);
     prov = tallyd_account(&srv, "acme-gpu", "provider");
     ten = tallyd_account(&srv, "tenant-a", "tenant");
-    r = post("/v1/pricing/policies", key(prov),
-             "{\"name\":\"pool\",\"document\":{\"currency\":\"USD\",\"rules\":[{\"id\":\"base\","
-             "\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},\"per_device_hour\":"
-             "\"3.60\"}]}}");
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(policy, sizeof policy, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-    crypto_sign_keypair(pk, sk);
-    sodium_bin2hex(hex, sizeof hex, pk, sizeof pk);
-    snprintf(body, sizeof body, "{\"public_key\":\"%s\"}", hex);
-    r = post("/v1/provider-keys", key(prov), body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    snprintf(key_id, sizeof key_id, "%s", sv(r.json, "id"));
-    http_resp_free(&r);
-    snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"currency\":\"USD\",\"amount\":\"500.00\"}",
-             sv(ten, "id"));
-    r = post("/v1/ledger/deposits", srv.admin_key, body);
-    cr_assert_eq(r.status, 201, "%s", r.body);
-    http_resp_free(&r);
+    tm_policies(&srv, key(prov), policy);
+    tm_world_init(&world, &srv, key(prov));
+    tm_deposit(&srv, ten, "500.00");
 }
 
 static void teardown(void)
 {
+    tm_world_free(&world);
     json_decref(prov);
     json_decref(ten);
     tallyd_stop(&srv);
@@ -169,8 +93,8 @@ Test(market_failover, orders_move_off_a_down_offer)
     json_t *o, *ev;
     http_resp r;
 
-    publish("pool-a", pa, a);
-    publish("pool-b", pb, b);
+    tm_publish_at(&world, "eu-west-1/acme/pool-a", policy, pa, "", a);
+    tm_publish_at(&world, "eu-west-1/acme/pool-b", policy, pb, "", b);
     sleep(2); /* the cache registers both endpoints; the probes see them up */
     r = post("/v1/orders", key(ten),
              "{\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":\"llm-train\","

@@ -42,21 +42,21 @@ http_resp tm_post(const tallyd_proc *srv, const char *path, const char *key, con
     return http_request(srv, "POST", path, key, idem ? hdrs : NULL, body, body ? strlen(body) : 0);
 }
 
-static int listen_any(int *port)
+int tm_listen(int *port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port)};
     socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
 
     cr_assert(fd >= 0);
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0, "bind port %d", *port);
     cr_assert_eq(listen(fd, 64), 0);
     getsockname(fd, (struct sockaddr *)&a, &len);
     *port = ntohs(a.sin_port);
     return fd;
 }
-
 void tm_world_init(tm_world *w, const tallyd_proc *srv, const char *provider_key)
 {
     char hex[65], body[256];
@@ -66,7 +66,7 @@ void tm_world_init(tm_world *w, const tallyd_proc *srv, const char *provider_key
     memset(w, 0, sizeof *w);
     w->srv = srv;
     w->provider_key = provider_key;
-    w->listen_fd = listen_any(&w->port);
+    w->listen_fd = tm_listen(&w->port);
     crypto_sign_keypair(w->pk, w->sk);
     sodium_bin2hex(hex, sizeof hex, w->pk, sizeof w->pk);
     snprintf(body, sizeof body, "{\"public_key\":\"%s\",\"label\":\"meter-1\"}", hex);
@@ -86,6 +86,12 @@ void tm_world_free(tm_world *w)
 void tm_publish(tm_world *w, const char *identifier, const char *policy, const char *extra,
                 char id[48])
 {
+    tm_publish_at(w, identifier, policy, w->port, extra, id);
+}
+
+void tm_publish_at(tm_world *w, const char *identifier, const char *policy, int port,
+                   const char *extra, char id[48])
+{
     char body[1536], msg[512], path[128], sighex[129], region[64];
     unsigned char sig[64];
     const char *slash = strchr(identifier, '/');
@@ -96,7 +102,7 @@ void tm_publish(tm_world *w, const char *identifier, const char *policy, const c
              "{\"identifier\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"devices_per_node\":8,"
              "\"nodes\":2,\"zone\":\"%sa\",\"endpoint\":\"127.0.0.1:%d\",\"policy_id\":\"%s\","
              "\"available_from\":\"2026-01-01T00:00:00Z\"%s}",
-             identifier, region, w->port, policy, extra ? extra : "");
+             identifier, region, port, policy, extra ? extra : "");
     r = tm_post(w->srv, "/v1/offers", w->provider_key, NULL, body);
     cr_assert_eq(r.status, 201, "%s", r.body);
     snprintf(id, 48, "%s", tm_str(r.json, "id"));

@@ -38,6 +38,13 @@ http_resp tm_post(const tallyd_proc *srv, const char *path, const char *key, con
 void tm_publish(tm_world *w, const char *identifier, const char *policy, const char *extra,
                 char id[48]);
 
+/* tm_publish_at - the same with the endpoint 127.0.0.1:port (a listener of the test's). */
+void tm_publish_at(tm_world *w, const char *identifier, const char *policy, int port,
+                   const char *extra, char id[48]);
+
+/* tm_listen - a loopback listener on *port (0: any; the port chosen is written back). */
+int tm_listen(int *port);
+
 /* tm_publish_region - tm_publish of "REGION/acme/h100-pool" without extras; the id stays
  * valid for the next 15 calls. */
 const char *tm_publish_region(tm_world *w, const char *region, const char *policy);
