@@ -152,6 +152,10 @@ static usage_reason parse_fields(const json_t *rec, usage_rec *out, char *err, s
         (r = get_int(rec, "end_ms", 1, 1, INT64_MAX / 4, &out->end_ms, err, errlen)) ||
         (r = get_int(rec, "work_mcu", 0, 0, INT64_MAX / 4, &out->work_mcu, err, errlen)))
         return r;
+    if (!strncmp(out->record_id, USAGE_RESERVED_PREFIX, strlen(USAGE_RESERVED_PREFIX)) ||
+        !strncmp(out->reverses, USAGE_RESERVED_PREFIX, strlen(USAGE_RESERVED_PREFIX)))
+        return fail(err, errlen, "record ids starting with '%s' are the service's own",
+                    USAGE_RESERVED_PREFIX);
     if (out->end_ms <= out->start_ms)
         return fail(err, errlen, "'%s' must be after start_ms", "end_ms");
     if (out->end_ms - out->start_ms > USAGE_MAX_SPAN_MS)

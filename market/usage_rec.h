@@ -24,6 +24,9 @@
 
 #define USAGE_DOMAIN "tally-usage-v1\n"
 #define USAGE_ID_MAX 128
+/* Record ids the service writes itself (an order's minimum charge, server/market_minimum.h)
+ * start with this; a provider's record_id and reverses may not. */
+#define USAGE_RESERVED_PREFIX "tally:"
 #define USAGE_SIG_HEX 128
 #define USAGE_MAX_COUNT 1000000
 #define USAGE_MAX_SPAN_MS (31LL * 86400 * 1000) /* one record covers at most 31 days */

@@ -5,6 +5,7 @@
 #include "http.h"
 #include "ids.h"
 #include "market_life.h"
+#include "market_minimum.h"
 #include "market_orders.h"
 #include "market_settle.h"
 #include "problem.h"
@@ -21,7 +22,7 @@ static const char sql_lock[] =
 static const char sql_update[] = "UPDATE orders SET state = $2, updated_at = now() WHERE id = $1";
 static const char sql_event[] =
     "INSERT INTO order_events (order_id, from_state, to_state, actor, detail) "
-    "VALUES ($1, $2, $3, $4, json_build_object('reason', NULLIF($5, ''))::jsonb)";
+    "VALUES ($1, $2, $3, $4, json_build_object('reason', NULLIF($5, ''))::jsonb || $6::jsonb)";
 static const char sql_release[] = "INSERT INTO settlements (id, order_id, kind, amount, state) "
                                   "VALUES ($1, $2, 'release', 0, 'pending')";
 
@@ -72,8 +73,41 @@ static int refuse(int *status, json_t **body, problem_type t, const char *detail
     return 1;
 }
 
+/* The event, the minimum charge and the release of an order entering t->to; stl is the
+ * release's settlement id, or "" when there is nothing to apply. Settlements are applied in id
+ * order, so a top-up's capture gets the smaller id: the release never overtakes it. */
+static int finish(struct tally_server *srv, db_conn *db, const market_transition *t,
+                  order_state from, char *stl, int has_hold)
+{
+    market_minimum m;
+    json_t *mj, *detail = json_object();
+    char *dtext;
+    int rc = market_minimum_charge(srv, db, t->order_id, from, t->to, &m);
+
+    if ((mj = market_minimum_json(&m)))
+        json_object_set_new(detail, "minimum", mj);
+    dtext = json_dumps(detail, JSON_COMPACT);
+    json_decref(detail);
+    if (rc == DB_OK && !dtext)
+        rc = DB_FAILED;
+    if (rc == DB_OK)
+        rc = db_command(db, sql_event, 6,
+                        (const char *[]){t->order_id, order_state_name(from),
+                                         order_state_name(t->to), t->actor, t->reason, dtext});
+    free(dtext);
+    if (rc != DB_OK)
+        return rc;
+    while (m.charged && strcmp(stl, m.settlement_id) <= 0)
+        ids_new(stl, 48, "stl");
+    if (order_state_final(t->to) && has_hold)
+        return db_command(db, sql_release, 2, (const char *[]){stl, t->order_id});
+    stl[0] = '\0';
+    return DB_OK;
+}
+
 /* Inside the transaction: check and apply. 0 applied, 1 refused (answer set), or a db_status. */
-static int apply(db_conn *db, const market_transition *t, char *stl, int *status, json_t **body)
+static int apply(struct tally_server *srv, db_conn *db, const market_transition *t, char *stl,
+                 int *status, json_t **body)
 {
     const char *p[] = {t->order_id};
     PGresult *r = db_exec(db, sql_lock, 1, p);
@@ -98,21 +132,11 @@ static int apply(db_conn *db, const market_transition *t, char *stl, int *status
         PQclear(r);
         return refuse(status, body, PROB_ORDER_STATE, detail);
     }
-    {
-        const char *u[] = {t->order_id, order_state_name(t->to)};
-        const char *e[] = {t->order_id, order_state_name(from), order_state_name(t->to), t->actor,
-                           t->reason};
-        const char *s[] = {stl, t->order_id};
-        rc = db_command(db, sql_update, 2, u);
-        if (rc == DB_OK)
-            rc = db_command(db, sql_event, 5, e);
-        if (rc == DB_OK && order_state_final(t->to) && PQgetvalue(r, 0, 3)[0])
-            rc = db_command(db, sql_release, 2, s);
-        else
-            stl[0] = '\0';
-        if (rc == DB_OK && t->to == ORDER_COMPLETED)
-            rc = learn(db, r);
-    }
+    rc = db_command(db, sql_update, 2, (const char *[]){t->order_id, order_state_name(t->to)});
+    if (rc == DB_OK)
+        rc = finish(srv, db, t, from, stl, PQgetvalue(r, 0, 3)[0] != '\0');
+    if (rc == DB_OK && t->to == ORDER_COMPLETED)
+        rc = learn(db, r);
     PQclear(r);
     return rc;
 }
@@ -129,7 +153,7 @@ int market_order_transition(struct tally_server *srv, db_conn *db, const market_
     ids_new(stl, sizeof stl, "stl");
     if ((rc = db_begin(db)) != DB_OK)
         return rc;
-    rc = apply(db, t, stl, status, body);
+    rc = apply(srv, db, t, stl, status, body);
     if (rc != DB_OK) {
         db_rollback(db);
         return rc < 0 ? rc : DB_OK;

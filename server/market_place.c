@@ -241,6 +241,23 @@ static int memo_util(db_conn *db, price_memo *m, const market_cand *c, long long
     return DB_OK;
 }
 
+/* An order is charged at least its policy's minimum, at its end (server/market_minimum.c):
+ * what it costs, and so what it holds, is never less than the minimum with its fee. 0, or -1
+ * when the minimum cannot be priced. */
+static int floor_minimum(const pstore_version *pol, const pstore_version *plat,
+                         const pricing_state *state, pricing_result *res, market_cand *c)
+{
+    pricing_error err;
+
+    if (pol->policy->minimum_rule < 0)
+        return 0;
+    if (pricing_minimum_trueup(pol->policy, plat->policy, 0, state, res, &err) != PRICING_OK)
+        return -1;
+    c->priced_p50 = c->priced_p50 > res->total ? c->priced_p50 : res->total;
+    c->priced_p90 = c->priced_p90 > res->total ? c->priced_p90 : res->total;
+    return 0;
+}
+
 static int price(db_conn *db, price_memo *m, const market_job *j, market_cand *c, int version)
 {
     pricing_result *res = malloc(sizeof *res);
@@ -273,6 +290,11 @@ static int price(db_conn *db, price_memo *m, const market_job *j, market_cand *c
     c->priced_p50 = res->total;
     c->provider_net = res->provider_net;
     snprintf(c->currency, sizeof c->currency, "%s", res->currency);
+    if (floor_minimum(pol, plat, state, res, c) != 0) {
+        c->feasible = 0;
+        snprintf(c->reason, sizeof c->reason, "%s", "the policy's minimum cannot be priced");
+        goto out;
+    }
     if (order_hold_amount(c->priced_p50, c->priced_p90, j->margin_pct, &c->hold) != 0)
         rc = rejectf(c, "%s", "the price overflows");
 out:

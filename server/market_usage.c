@@ -529,7 +529,7 @@ static json_t *line_json(const pricing_line *l, const char *payer)
         "unit_price", (json_int_t)l->unit_price, "amount", (json_int_t)l->amount, "payer", payer);
 }
 
-static json_t *lines_json(const pricing_result *res)
+json_t *market_usage_lines_json(const pricing_result *res)
 {
     json_t *a = json_array();
 
@@ -569,7 +569,7 @@ static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
     s->st = res->state;
     s->used = 1;
     json_decref(it->lines);
-    it->lines = lines_json(res);
+    it->lines = market_usage_lines_json(res);
     ids_new(it->usage_id, sizeof it->usage_id, "use");
     it->mcu = mcu;
     it->amount = res->total;

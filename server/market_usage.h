@@ -17,6 +17,7 @@
 #define TALLY_MARKET_USAGE_H
 
 #include "db.h"
+#include "rate.h"
 #include "usage_rec.h"
 
 #include <jansson.h>
@@ -43,6 +44,10 @@ typedef struct usage_item {
  * market_usage_ingest - items[0..n) from provider (items already refused by
  * parsing keep their reason). Fills every item's answer. DB_OK or a db_status.
  */
+/* market_usage_lines_json - a rating's line items as stored in usage_records.lines (what
+ * invoices are made of); the provider-paid fee is a line with "payer": "provider". New ref. */
+json_t *market_usage_lines_json(const pricing_result *res);
+
 int market_usage_ingest(struct tally_server *srv, db_conn *db, const char *provider,
                         usage_item *items, size_t n);
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 static char ci[1024];
 static tallyd_proc srv;
@@ -317,4 +318,228 @@ Test(market_api, isolation_funds_and_feasibility)
     r = post("/v1/usage", key(prov), NULL, "{\"records\":[]}");
     cr_assert_eq(r.status, 422, "%s", r.body);
     http_resp_free(&r);
+}
+
+/* ---- minimum charge per order ---------------------------------------------------------------
+ * A second policy: 3.60 per device-hour and a minimum of 0.20 per order; the platform takes 5 %
+ * from the provider. One record (8 devices x 10 s) is 0.080000, so an order with one record is
+ * topped up by 0.120000 (fee 0.006000), one with three (0.240000) is not. */
+
+static char min_policy[48], min_offer[48];
+
+static void this_month(char period[8])
+{
+    time_t t = time(NULL);
+
+    strftime(period, 8, "%Y-%m", gmtime(&t));
+}
+
+static void min_offer_publish(void)
+{
+    http_resp r = post("/v1/pricing/policies", key(prov), NULL,
+                       "{\"name\":\"H100 minimum\",\"document\":{\"currency\":\"USD\",\"rules\":[{"
+                       "\"id\":\"base\",\"kind\":\"base\",\"match\":{\"device_class\":\"gpu\"},"
+                       "\"per_device_hour\":\"3.60\"},{\"id\":\"min\",\"kind\":\"minimum\","
+                       "\"amount\":\"0.20\"}]}}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(min_policy, sizeof min_policy, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    tm_publish(&world, "eu-west-1/acme/h100-min", min_policy, "", min_offer);
+}
+
+/* An order of 8 devices for wall_ms on the minimum's offer, started 50 s ago; its id (valid
+ * until the next call), its start in *t0 and its answer's priced amount in priced. */
+static const char *min_order(long long wall_ms, long long *t0, char priced[24])
+{
+    static char id[48];
+    char body[512], iso[40];
+    time_t t = (time_t)(now_ms() / 1000 - 50);
+    http_resp r;
+
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    *t0 = (long long)t * 1000;
+    snprintf(body, sizeof body,
+             "{\"offer_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"count\":8,\"profile\":"
+             "\"llm-train\",\"wall_ms\":%lld,\"start\":\"%s\"}",
+             min_offer, wall_ms, iso);
+    r = post("/v1/orders", key(ten), NULL, body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "state"), "placed", "%s", r.body);
+    snprintf(id, sizeof id, "%s", sv(r.json, "id"));
+    snprintf(priced, 24, "%s", sv(r.json, "priced"));
+    http_resp_free(&r);
+    return id;
+}
+
+static http_resp min_step(const char *order, const char *step, const char *k)
+{
+    char path[128];
+
+    snprintf(path, sizeof path, "/v1/orders/%s/%s", order, step);
+    return post(path, k, NULL, NULL);
+}
+
+/* The "minimum" detail of the order's last event (borrowed from r). */
+static json_t *min_detail(const http_resp *r)
+{
+    json_t *ev = json_object_get(r->json, "events");
+
+    return json_object_get(json_object_get(json_array_get(ev, json_array_size(ev) - 1), "detail"),
+                           "minimum");
+}
+
+static long long min_sql_ll(const char *fmt, const char *arg)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof sql, fmt, arg);
+    return atoll(sql1(sql));
+}
+
+Test(market_api, minimum_charge_tops_up_an_order_once)
+{
+    long long t0, hold, wallet0;
+    char priced[24], a[48], sql[512], stl[48], txn[48], period[8];
+    const char *order;
+    json_t *fin, *m;
+    http_resp r;
+
+    min_offer_publish();
+    tm_deposit(&srv, ten, "10.00");
+    wallet0 = balance(ten, "wallet");
+
+    /* A: priced below the minimum, so placed at the minimum (and held with its margin) */
+    order = min_order(10000, &t0, priced);
+    snprintf(a, sizeof a, "%s", order);
+    cr_assert_str_eq(priced, "0.200000", "an order costs at least its minimum");
+    hold = min_sql_ll("SELECT hold_micros FROM orders WHERE id = '%s'", a);
+    cr_assert_geq(hold, 220000, "the hold covers the minimum and its margin: %lld", hold);
+    tm_report_ok(&world, json_pack("[o]", item("m1", a, t0, t0 + 10000, NULL, 0)));
+    r = min_step(a, "complete", key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "captured"), "0.200000", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "charged"), "0.200000", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "platform_fee"), "0.010000", "%s", r.body);
+    m = min_detail(&r);
+    cr_assert(m, "the final event says what the minimum did: %s", r.body);
+    cr_assert_str_eq(sv(m, "charges"), "0.080000", "%s", r.body);
+    cr_assert_str_eq(sv(m, "top_up"), "0.120000", "%s", r.body);
+    cr_assert_str_eq(sv(m, "platform_fee"), "0.006000", "%s", r.body);
+    snprintf(stl, sizeof stl, "%s", sv(m, "settlement_id"));
+    http_resp_free(&r);
+
+    /* the ledger: 0.20 out of the wallet, nothing held, provider 0.19, platform 0.01 */
+    cr_assert_eq(balance(ten, "holds"), 0);
+    cr_assert_eq(balance(ten, "wallet"), wallet0 + 200000);
+    cr_assert_eq(balance(prov, "payable"), -190000);
+    cr_assert_eq(balance(NULL, "revenue"), -10000);
+    /* the top-up is a usage record of the order, signed by the service, with its lines */
+    snprintf(sql, sizeof sql,
+             "SELECT amount_micros || ' ' || fee_micros || ' ' || settlement_id || ' ' || "
+             "(SELECT string_agg((l->>'kind') || ':' || (l->>'amount') || ':' || (l->>'payer'), "
+             "',' ORDER BY l->>'kind') FROM jsonb_array_elements(lines) l) FROM usage_records "
+             "WHERE record_id = 'tally:minimum:%s'",
+             a);
+    {
+        char want[256];
+        snprintf(want, sizeof want,
+                 "120000 6000 %s minimum_charge:120000:tenant,platform_fee:6000:provider", stl);
+        cr_assert_str_eq(sql1(sql), want);
+    }
+    cr_assert_eq(
+        min_sql_ll("SELECT sum(amount_micros) FROM usage_records WHERE order_id = '%s'", a),
+        200000);
+
+    /* twice: refused, nothing more charged */
+    r = min_step(a, "complete", key(prov));
+    cr_assert_eq(r.status, 409, "%s", r.body);
+    http_resp_free(&r);
+    /* a crash after the ledger applied it but before it was marked: the janitor runs it again,
+     * the ledger replays the same transaction */
+    snprintf(sql, sizeof sql, "SELECT txn_id FROM settlements WHERE id = '%s'", stl);
+    snprintf(txn, sizeof txn, "%s", sql1(sql));
+    cr_assert(txn[0], "the top-up's capture is posted");
+    snprintf(sql, sizeof sql,
+             "UPDATE settlements SET state = 'pending', txn_id = NULL, created_at = now() - "
+             "interval '1 minute' WHERE id = '%s' RETURNING 1",
+             stl);
+    sql1(sql);
+    snprintf(sql, sizeof sql,
+             "SELECT state || ' ' || coalesce(txn_id, '') FROM settlements "
+             "WHERE id = '%s'",
+             stl);
+    for (int i = 0; i < 100 && strncmp(sql1(sql), "posted", 6) != 0; i++)
+        usleep(100000);
+    {
+        char want[80];
+        snprintf(want, sizeof want, "posted %s", txn);
+        cr_assert_str_eq(sql1(sql), want, "replayed, not applied twice");
+    }
+    cr_assert_eq(balance(ten, "wallet"), wallet0 + 200000, "charged once");
+    cr_assert_eq(balance(prov, "payable"), -190000);
+    /* a provider cannot write or reverse the service's records */
+    r = report(json_pack("[o]", item("tally:minimum:x", a, t0, t0 + 1000, NULL, 0)), key(prov));
+    cr_assert_str_eq(result(&r, 0, "reason"), "invalid_record", "%s", r.body);
+    http_resp_free(&r);
+
+    /* B: usage above the minimum (3 records, 0.240000): no top-up */
+    order = min_order(60000, &t0, priced);
+    tm_report_ok(&world, json_pack("[o, o, o]", item("n1", order, t0, t0 + 10000, NULL, 0),
+                                   item("n2", order, t0 + 10000, t0 + 20000, NULL, 0),
+                                   item("n3", order, t0 + 20000, t0 + 30000, NULL, 0)));
+    r = min_step(order, "complete", key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "charged"), "0.240000", "%s", r.body);
+    cr_assert_str_eq(sv(min_detail(&r), "top_up"), "0.000000", "%s", r.body);
+    cr_assert_null(json_object_get(min_detail(&r), "usage_id"), "%s", r.body);
+    http_resp_free(&r);
+
+    /* C: cancelled before it started, D: failed by its provider: no minimum */
+    order = min_order(10000, &t0, priced);
+    r = min_step(order, "cancel", key(ten));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "charged"), "0.000000", "%s", r.body);
+    cr_assert_null(min_detail(&r), "%s", r.body);
+    http_resp_free(&r);
+    order = min_order(10000, &t0, priced);
+    tm_report_ok(&world, json_pack("[o]", item("f1", order, t0, t0 + 10000, NULL, 0)));
+    r = min_step(order, "fail", key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "charged"), "0.080000", "%s", r.body);
+    cr_assert_null(min_detail(&r), "%s", r.body);
+    http_resp_free(&r);
+    cr_assert_str_eq(sql1("SELECT count(*) FROM usage_records WHERE record_id LIKE 'tally:%'"),
+                     "1");
+
+    /* ledger, orders and records agree: 0.20 + 0.24 + 0.08 */
+    cr_assert_eq(balance(ten, "holds"), 0);
+    cr_assert_eq(balance(ten, "wallet"), wallet0 + 520000);
+    cr_assert_str_eq(sql1("SELECT sum(captured_micros - refunded_micros) FROM orders"), "520000");
+    cr_assert_str_eq(sql1("SELECT sum(amount_micros) FROM usage_records"), "520000");
+    cr_assert_str_eq(sql1("SELECT count(*) FROM settlements WHERE state <> 'posted'"), "0");
+
+    /* the invoice draft shows the top-up as a line and totals what the ledger took */
+    fin = tallyd_account(&srv, "finance-1", "finance");
+    this_month(period);
+    snprintf(sql, sizeof sql, "/v1/invoices/close?period=%s", period);
+    r = post(sql, key(fin), NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    snprintf(sql, sizeof sql,
+             "SELECT total_micros || ' ' || (SELECT sum((l->>'amount')::bigint) FROM "
+             "jsonb_array_elements(lines) l WHERE l->>'kind' = 'minimum_charge') FROM invoices "
+             "WHERE tenant_id = '%s' AND period = '%s'",
+             sv(ten, "id"), period);
+    cr_assert_str_eq(sql1(sql), "520000 120000");
+    r = get("/v1/reports/reconciliation", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "agrees")), "%s", r.body);
+    http_resp_free(&r);
+    json_decref(fin);
+    {
+        const char *args[] = {"verify", NULL};
+        char *out = NULL;
+        cr_assert_eq(tallyd_cli(&srv, &out, args), 0, "%s", out ? out : "");
+        free(out);
+    }
 }
