@@ -65,6 +65,7 @@ typedef enum {
     CU_CLASS_HPC_FP64,
     CU_CLASS_CPU_BATCH,
     CU_CLASS_CUSTOM,
+    CU_CLASS_CV_INFER, /* after custom: existing values keep their numbers */
     CU_CLASS_COUNT
 } cu_class;
 

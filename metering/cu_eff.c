@@ -19,12 +19,12 @@ typedef __int128 i128;
 
 /* Documented defaults, ppm of the roofline (docs/compute-units.md#efficiency).
  * Rows: kind; columns: llm-train, llm-prefill, llm-decode, cv-train,
- * hpc-fp64, cpu-batch, custom. */
+ * hpc-fp64, cpu-batch, custom, cv-infer. */
 static const int32_t default_ppm[CAT_KIND_COUNT][CU_CLASS_COUNT] = {
-    [CAT_KIND_GPU] = {400000, 550000, 600000, 500000, 650000, 500000, 500000},
-    [CAT_KIND_CPU] = {250000, 300000, 600000, 250000, 650000, 650000, 500000},
-    [CAT_KIND_NPU] = {400000, 550000, 600000, 500000, 650000, 500000, 500000},
-    [CAT_KIND_ACCEL] = {400000, 550000, 600000, 500000, 650000, 500000, 500000},
+    [CAT_KIND_GPU] = {400000, 550000, 600000, 500000, 650000, 500000, 500000, 500000},
+    [CAT_KIND_CPU] = {250000, 300000, 600000, 250000, 650000, 650000, 500000, 250000},
+    [CAT_KIND_NPU] = {400000, 550000, 600000, 500000, 650000, 500000, 500000, 500000},
+    [CAT_KIND_ACCEL] = {400000, 550000, 600000, 500000, 650000, 500000, 500000, 500000},
 };
 
 void cu_eff_defaults(cu_eff_table *t)

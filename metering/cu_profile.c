@@ -35,6 +35,13 @@ static const struct {
     /* Custom: caller supplies precision and intensity; this is the default
      * intensity used only by cu_profile_class_precision. */
     [CU_CLASS_CUSTOM] = {"custom", CAT_FP32, 10000},
+    /* Batched CNN inference (fused conv+bn+relu, batch >= 64). FLOP per byte
+     * of unavoidable DRAM traffic: ResNet-50 v1.5 is 8.18 GFLOP per 224x224
+     * image; in fp16 the image is 301 056 B and the 25.5 M weights, read once
+     * per batch of 64, add 796 966 B: 8.18e9 / 1 098 022 = 7 448 FLOP/B.
+     * Compute-bound on every catalog device (highest fp16 ridge: L40S, 419).
+     * Derivation in docs/compute-units.md, "cv-infer". */
+    [CU_CLASS_CV_INFER] = {"cv-infer", CAT_FP16, 7450000},
 };
 
 /* Bytes one operand of each precision occupies in memory (TF32 is stored as

@@ -30,7 +30,7 @@ static int profile_from_object(http_ctx *c, json_t *o, cu_profile *out)
     if (cls && (!json_is_string(cls) || cu_class_parse(json_string_value(cls), &k))) {
         http_reply_problem(c, PROB_VALIDATION,
                            "'profile.class' must be one of llm-train, llm-prefill, llm-decode, "
-                           "cv-train, hpc-fp64, cpu-batch, custom",
+                           "cv-train, cv-infer, hpc-fp64, cpu-batch, custom",
                            "profile.class");
         return -1;
     }
@@ -81,7 +81,7 @@ int mreq_workload(http_ctx *c, json_t *body, workload_req *out)
         if (cu_profile_named(json_string_value(prof), &out->profile) != CU_OK) {
             http_reply_problemf(c, PROB_VALIDATION, "profile",
                                 "unknown profile '%s' (named classes: llm-train, llm-prefill, "
-                                "llm-decode, cv-train, hpc-fp64, cpu-batch)",
+                                "llm-decode, cv-train, cv-infer, hpc-fp64, cpu-batch)",
                                 json_string_value(prof));
             return -1;
         }

@@ -164,6 +164,63 @@ Test(cu, own_precision_keeps_intensity)
     cr_assert_eq(b.intensity_milli, 50000);
 }
 
+/* cv-infer (7 450 FLOP/B in fp16, 14 900 in int8) on an H100 SXM: memory roof
+ * 7 450 000 x 3 350 = 24 957.5 TFLOP/s > 989.4 peak, compute-bound; 50 % ->
+ * 989 400 000 x 500 000 x 3 600 000 / 10^15 = 1 780 920 mCU/h. In int8 the
+ * peak is 1 978.9 TOP/s (roof 14 900 000 x 3 350 is far above):
+ * 1 978 900 000 x 500 000 x 3.6e6 / 1e15 = 3 562 020 mCU/h. */
+Test(cu, h100_cv_infer_is_compute_bound)
+{
+    cu_profile p = named("cv-infer");
+    cu_rate r;
+    cr_assert_eq(p.precision, CAT_FP16);
+    cr_assert_eq(p.intensity_milli, 7450000);
+    cr_assert_eq(cu_rate_for(cat, NULL, "nvidia-h100-sxm", 1, &p, &r, NULL), CU_OK);
+    cr_assert_not(r.memory_bound);
+    cr_assert_eq(r.mem_roof_mflops, INT64_C(24957500000));
+    cr_assert_eq(r.rate_mcu_per_hour, 1780920);
+    cr_assert_eq(cu_profile_class_precision(CU_CLASS_CV_INFER, CAT_INT8, &p), CU_OK);
+    cr_assert_eq(p.intensity_milli, 14900000);
+    cr_assert_eq(cu_rate_for(cat, NULL, "nvidia-h100-sxm", 1, &p, &r, NULL), CU_OK);
+    cr_assert_eq(r.rate_mcu_per_hour, 3562020);
+}
+
+/* A Xeon 8480+ runs cv-infer in int8 through AMX: 229 376 GOP/s, memory roof
+ * 14 900 000 x 307 = 4 574.3 TOP/s, so compute-bound; CPU default 25 % ->
+ * 229 376 000 x 250 000 x 3 600 000 / 10^15 = 206 438.4 -> 206 438 mCU/h. */
+Test(cu, xeon_cv_infer_int8)
+{
+    cu_profile p;
+    cu_rate r;
+    cr_assert_eq(cu_profile_class_precision(CU_CLASS_CV_INFER, CAT_INT8, &p), CU_OK);
+    cr_assert_eq(cu_rate_for(cat, NULL, "intel-xeon-platinum-8480p", 1, &p, &r, NULL), CU_OK);
+    cr_assert_not(r.memory_bound);
+    cr_assert_eq(r.eff_ppm, 250000);
+    cr_assert_eq(r.rate_mcu_per_hour, 206438);
+}
+
+/* cv-infer's intensity is above every catalog device's ridge point at every
+ * precision it runs: the class is compute-bound everywhere, so on it the CU
+ * ranks devices by peak x efficiency (docs/compute-units.md, "cv-infer"). */
+Test(cu, cv_infer_compute_bound_on_every_device)
+{
+    static const cat_precision precs[] = {CAT_FP16, CAT_BF16, CAT_FP8, CAT_INT8};
+    int ran = 0;
+    for (size_t i = 0; i < cat_device_count(cat); i++) {
+        const char *id = cat_device_id(cat_device_at(cat, i));
+        for (size_t k = 0; k < sizeof precs / sizeof precs[0]; k++) {
+            cu_profile p;
+            cu_rate r;
+            cr_assert_eq(cu_profile_class_precision(CU_CLASS_CV_INFER, precs[k], &p), CU_OK);
+            if (cu_rate_for(cat, NULL, id, 1, &p, &r, NULL) != CU_OK)
+                continue;
+            cr_expect_not(r.memory_bound, "%s %s", id, cat_precision_name(precs[k]));
+            ran++;
+        }
+    }
+    cr_assert_gt(ran, 40);
+}
+
 /* Inverse: the work one H100 does in an hour takes exactly an hour; one mCU
  * needs ceil(10^15 / (989 400 000 x 400 000)) = ceil(2.527) = 3 ms. */
 Test(cu, duration_inverse)
@@ -180,8 +237,8 @@ Test(cu, duration_inverse)
 
 /* ---- properties over the whole catalog ----------------------------------- */
 
-static const char *profiles[] = {"llm-train", "llm-prefill", "llm-decode",
-                                 "cv-train",  "hpc-fp64",    "cpu-batch"};
+static const char *profiles[] = {"llm-train", "llm-prefill", "llm-decode", "cv-train",
+                                 "cv-infer",  "hpc-fp64",    "cpu-batch"};
 
 /* N devices deliver N x the CU per hour (up to N/2 mCU of per-device rounding)
  * and N x the work in the same time. */
