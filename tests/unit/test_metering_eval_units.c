@@ -20,6 +20,19 @@
  *     2 x 989.4 x 317 663 x 3.6 = 2 262 930: 50 / 565.732 = 0.088381 and
  *     200 / 2262.930 = 0.088381 -> CV ~ 0 (rounding only).
  * A row naming a device outside the catalog is skipped and counted.
+ *
+ * Cross-validation. --cv halves adds "reverse": efficiencies calibrated on the
+ * evaluated file (w2, per-device ratio 50/100 = 0.5, so m_A = 1.259197 again)
+ * applied to the calibration file (w1, ratio 0.5): CV ~ 0, naive 0.3203.
+ * --cv loo-workload pools the two files; the third (loo) holds w3@a (A100 100,
+ * H100 200: ratio 0.5) and w3@b (A100 50, H100 200: ratio 0.25), one benchmark
+ * because the names differ only after '@'. Pool = loo + heldout (w2): folds w3
+ * and w2. Holding out w3, the calibration is w2 alone, m_A = 1.259197,
+ * m_H = 0.794157, so w3@a comes out at CV ~ 0 and w3@b at work-per-CU ratio
+ * 0.25 x 3.171154 / 1.585577 = 0.5 -> CV = sqrt(2) x 0.5 / 1.5 = 0.4714.
+ * (Were w3@b in w3@a's calibration, m_A would be the geometric mean of 1.259197
+ * and 0.890387 with w2's: 1.121816, and w3@a's CV 0.1627 instead of 0.)
+ * Naive CVs: w3@a 0.3203, w3@b sqrt(2) x 0.207212 / 1.792788 = 0.1635.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -35,6 +48,7 @@
 
 static char calib[] = "/tmp/tally-eval-calib-XXXXXX";
 static char heldout[] = "/tmp/tally-eval-heldout-XXXXXX";
+static char loo[] = "/tmp/tally-eval-loo-XXXXXX";
 
 static void write_file(char *tmpl, const char *text)
 {
@@ -57,21 +71,26 @@ static void setup(void)
                         "llm-train:w2,bf16,nvidia-a100-sxm-80gb,1,50\n"
                         "llm-train:w2,bf16,nvidia-h100-sxm,2,200\n"
                         "llm-train:w2,bf16,no-such-device,1,10\n");
+    write_file(loo, "llm-train:w3@a,bf16,nvidia-a100-sxm-80gb,1,100\n"
+                    "llm-train:w3@a,bf16,nvidia-h100-sxm,1,200\n"
+                    "llm-train:w3@b,bf16,nvidia-a100-sxm-80gb,1,50\n"
+                    "llm-train:w3@b,bf16,nvidia-h100-sxm,1,200\n");
 }
 
 static void teardown(void)
 {
     unlink(calib);
     unlink(heldout);
+    unlink(loo);
 }
 
 TestSuite(eval_units, .init = setup, .fini = teardown);
 
-/* Run tally-eval with args; returns its parsed JSON output (caller decrefs). */
-static json_t *run(const char *args)
+/* Run tally-eval on csv with args; returns its parsed JSON output (caller decrefs). */
+static json_t *run_csv(const char *csv, const char *args)
 {
     char cmd[1024], out[8192];
-    snprintf(cmd, sizeof cmd, "%s units --csv %s %s", EVAL_BIN, heldout, args);
+    snprintf(cmd, sizeof cmd, "%s units --csv %s %s", EVAL_BIN, csv, args);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     size_t n = fread(out, 1, sizeof out - 1, p);
@@ -82,11 +101,22 @@ static json_t *run(const char *args)
     return j;
 }
 
+static json_t *run(const char *args)
+{
+    return run_csv(heldout, args);
+}
+
+/* j["workloads"][wl][method] */
+static double cv_of(json_t *j, const char *wl, const char *method)
+{
+    json_t *w = json_object_get(json_object_get(j, "workloads"), wl);
+    cr_assert_not_null(w, "no workload %s", wl);
+    return json_real_value(json_object_get(w, method));
+}
+
 static double cv(json_t *j, const char *method)
 {
-    json_t *w = json_object_get(json_object_get(j, "workloads"), "llm-train:w2");
-    cr_assert_not_null(w);
-    return json_real_value(json_object_get(w, method));
+    return cv_of(j, "llm-train:w2", method);
 }
 
 Test(eval_units, defaults_equal_naive_when_compute_bound)
@@ -148,9 +178,48 @@ Test(eval_units, kind_calibration_keeps_the_gpu_anchor)
     unlink(table);
 }
 
+Test(eval_units, halves_reports_both_directions)
+{
+    char args[256];
+    snprintf(args, sizeof args, "--calibrate %s --cv halves", calib);
+    json_t *j = run(args);
+    cr_assert_lt(cv(j, "tally_cv"), 0.001);
+    cr_assert_float_eq(cv(j, "default_cv"), 0.3203, 0.0005);
+    json_t *rev = json_object_get(j, "reverse");
+    cr_assert_not_null(rev);
+    cr_assert_lt(cv_of(rev, "llm-train:w1", "tally_cv"), 0.001);
+    cr_assert_float_eq(cv_of(rev, "llm-train:w1", "naive_cv"), 0.3203, 0.0005);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "efficiency"), "cv")),
+                     "halves");
+    json_decref(j);
+}
+
+Test(eval_units, loo_workload_holds_out_one_benchmark_at_a_time)
+{
+    char args[256];
+    snprintf(args, sizeof args, "--calibrate %s --cv loo-workload", heldout);
+    json_t *j = run_csv(loo, args);
+    cr_assert_eq(json_integer_value(json_object_get(j, "folds")), 2);
+    cr_assert_lt(cv_of(j, "llm-train:w3@a", "tally_cv"), 0.001);
+    cr_assert_float_eq(cv_of(j, "llm-train:w3@b", "tally_cv"), 0.4714, 0.0005);
+    cr_assert_float_eq(cv_of(j, "llm-train:w3@a", "naive_cv"), 0.3203, 0.0005);
+    cr_assert_float_eq(cv_of(j, "llm-train:w3@b", "naive_cv"), 0.1635, 0.0005);
+    cr_assert_float_eq(cv_of(j, "llm-train:w3@a", "default_cv"), 0.3203, 0.0005);
+    json_t *e = json_object_get(j, "efficiency");
+    cr_assert_eq(json_integer_value(json_object_get(e, "calibration_rows")), 6);
+    cr_assert_str_eq(json_string_value(json_object_get(e, "cv")), "loo-workload");
+    json_decref(j);
+}
+
 Test(eval_units, usage_errors)
 {
     FILE *p = popen(EVAL_BIN " units 2>/dev/null", "r");
+    cr_assert_not_null(p);
+    cr_assert_eq(WEXITSTATUS(pclose(p)), 2);
+    p = popen(EVAL_BIN " units --csv x.csv --cv halves 2>/dev/null", "r"); /* no --calibrate */
+    cr_assert_not_null(p);
+    cr_assert_eq(WEXITSTATUS(pclose(p)), 2);
+    p = popen(EVAL_BIN " units --csv x.csv --cv k-fold 2>/dev/null", "r");
     cr_assert_not_null(p);
     cr_assert_eq(WEXITSTATUS(pclose(p)), 2);
     p = popen(EVAL_BIN " units --csv /nonexistent/file.csv 2>/dev/null", "r");

@@ -23,6 +23,14 @@
  * comes from published MFU figures); a (kind, class) or (device, class)
  * efficiency is its default times the geometric mean of those ratios.
  * --eff-out FILE writes the table used, so a result can be audited.
+ *
+ * Cross-validation (--cv): `loo-workload` pools --csv and --calibrate rows and,
+ * for each workload in turn, calibrates on every other workload and scores the
+ * held-out one; names that differ only after '@' ("x@samples", "x@tokens") are
+ * one benchmark and are held out together. `halves` scores --csv calibrated on
+ * --calibrate (as without --cv) and adds "reverse": --calibrate scored with
+ * efficiencies calibrated on --csv. Every workload also reports "default_cv",
+ * its CV under the base table, so the effect of calibration is visible.
  */
 #include <getopt.h>
 #include <math.h>
@@ -255,54 +263,146 @@ static void calibrate(const cat_catalog *cat, const cu_eff_table *base, const ro
 
 /* ---- scoring -------------------------------------------------------------- */
 
-static json_t *score(const cat_catalog *cat, const cu_eff_table *t, const row_set *s, double *tally,
-                     double *naive)
+/* Row-weighted sums behind "overall" (workloads with at least two rows). */
+typedef struct {
+    double tally, naive, dflt, rows;
+} cv_acc;
+
+/* CVs of every workload of s under table t (and, for "default_cv", base) into
+ * per; tally/naive are scratch arrays of MAX_ROWS. */
+static void score_into(const cat_catalog *cat, const cu_eff_table *t, const cu_eff_table *base,
+                       const row_set *s, json_t *per, cv_acc *acc, double *tally, double *naive)
 {
     const char *names[MAX_WORKLOADS];
     size_t nw = workload_names(s, names);
-    json_t *per = json_object();
-    double wt = 0, wn = 0, total = 0;
     for (size_t w = 0; w < nw; w++) {
         size_t n = 0;
+        double dc;
         for (size_t i = 0; i < s->n; i++) {
             const unit_row *r = &s->v[i];
             if (strcmp(r->workload, names[w]) != 0)
                 continue;
-            tally[n] = work_per_cu(cat, t, r);
+            tally[n] = work_per_cu(cat, base, r);
             naive[n++] = r->tput / ((double)r->count * naive_peak(r->dev));
         }
+        dc = stats_cv(tally, n);
+        for (size_t i = 0, k = 0; i < s->n; i++)
+            if (strcmp(s->v[i].workload, names[w]) == 0)
+                tally[k++] = work_per_cu(cat, t, &s->v[i]);
         double tc = stats_cv(tally, n), nc = stats_cv(naive, n);
-        json_object_set_new(
-            per, names[w],
-            json_pack("{s:f, s:f, s:I}", "tally_cv", tc, "naive_cv", nc, "rows", (json_int_t)n));
-        if (n >= 2) {
-            wt += tc * (double)n;
-            wn += nc * (double)n;
-            total += (double)n;
-        }
+        json_object_set_new(per, names[w],
+                            json_pack("{s:f, s:f, s:f, s:I}", "tally_cv", tc, "naive_cv", nc,
+                                      "default_cv", dc, "rows", (json_int_t)n));
+        if (n >= 2)
+            *acc = (cv_acc){acc->tally + tc * (double)n, acc->naive + nc * (double)n,
+                            acc->dflt + dc * (double)n, acc->rows + (double)n};
     }
-    return json_pack("{s:o, s:{s:f, s:f}}", "workloads", per, "overall", "tally_cv",
-                     total > 0 ? wt / total : 0.0, "naive_cv", total > 0 ? wn / total : 0.0);
+}
+
+static json_t *overall_json(const cv_acc *a)
+{
+    double d = a->rows > 0 ? a->rows : 1.0;
+    return json_pack("{s:f, s:f, s:f}", "tally_cv", a->tally / d, "naive_cv", a->naive / d,
+                     "default_cv", a->dflt / d);
+}
+
+/* {"workloads": {...}, "overall": {...}} of s under t (new reference). */
+static json_t *score(const cat_catalog *cat, const cu_eff_table *t, const cu_eff_table *base,
+                     const row_set *s, double *tally, double *naive)
+{
+    json_t *per = json_object();
+    cv_acc acc = {0};
+    score_into(cat, t, base, s, per, &acc, tally, naive);
+    return json_pack("{s:o, s:o}", "workloads", per, "overall", overall_json(&acc));
+}
+
+/* ---- cross-validation ------------------------------------------------------ */
+
+/* Length of a workload's fold key: the name up to '@' ("...gptj-offline@tokens"
+ * and "...@samples" are one benchmark, so they are held out together). */
+static size_t fold_len(const char *wl)
+{
+    const char *at = strchr(wl, '@');
+    return at ? (size_t)(at - wl) : strlen(wl);
+}
+
+static int same_fold(const char *a, const char *b)
+{
+    size_t n = fold_len(a);
+    return n == fold_len(b) && strncmp(a, b, n) == 0;
+}
+
+/* Split pool into train (every other fold) and test (the fold of `key`). */
+static void split_fold(const row_set *pool, const char *key, row_set *train, row_set *test)
+{
+    train->n = test->n = 0;
+    for (size_t i = 0; i < pool->n; i++) {
+        row_set *dst = same_fold(pool->v[i].workload, key) ? test : train;
+        dst->v[dst->n++] = pool->v[i];
+    }
+}
+
+typedef struct {
+    const cat_catalog *cat;
+    const cu_eff_table *base;
+    cal_level level;
+    cu_eff_table *t;
+    double *m, *a, *b;
+} cv_ctx;
+
+/* Leave one workload (fold) out: calibrate on the others, score it, aggregate. */
+static json_t *loo_workload(const cv_ctx *c, const row_set *pool, row_set *train, row_set *test,
+                            size_t *folds)
+{
+    const char *names[MAX_WORKLOADS];
+    size_t nw = workload_names(pool, names);
+    json_t *per = json_object();
+    cv_acc acc = {0};
+    *folds = 0;
+    for (size_t w = 0; w < nw; w++) {
+        size_t j = 0;
+        while (j < w && !same_fold(names[j], names[w]))
+            j++;
+        if (j < w)
+            continue; /* fold already done with an earlier name */
+        split_fold(pool, names[w], train, test);
+        calibrate(c->cat, c->base, train, c->level, c->t, c->m);
+        score_into(c->cat, c->t, c->base, test, per, &acc, c->a, c->b);
+        (*folds)++;
+    }
+    return json_pack("{s:o, s:o}", "workloads", per, "overall", overall_json(&acc));
 }
 
 /* ---- command -------------------------------------------------------------- */
 
+typedef enum { CV_NONE = 0, CV_LOO_WORKLOAD, CV_HALVES } cv_mode;
+
 typedef struct {
     const char *csv, *catalog, *calib, *eff_in, *eff_out;
     cal_level level;
+    cv_mode cv;
 } units_opts;
+
+static int parse_cv(const char *arg, cv_mode *out)
+{
+    if (strcmp(arg, "loo-workload") == 0)
+        *out = CV_LOO_WORKLOAD;
+    else if (strcmp(arg, "halves") == 0)
+        *out = CV_HALVES;
+    else
+        return -1;
+    return 0;
+}
 
 static int parse_opts(int argc, char **argv, units_opts *o)
 {
-    static const struct option opts[] = {{"csv", required_argument, 0, 'c'},
-                                         {"catalog", required_argument, 0, 'k'},
-                                         {"calibrate", required_argument, 0, 'a'},
-                                         {"level", required_argument, 0, 'l'},
-                                         {"eff", required_argument, 0, 'e'},
-                                         {"eff-out", required_argument, 0, 'o'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"csv", required_argument, 0, 'c'},       {"catalog", required_argument, 0, 'k'},
+        {"calibrate", required_argument, 0, 'a'}, {"level", required_argument, 0, 'l'},
+        {"eff", required_argument, 0, 'e'},       {"eff-out", required_argument, 0, 'o'},
+        {"cv", required_argument, 0, 'v'},        {0, 0, 0, 0}};
     int c;
-    *o = (units_opts){NULL, TALLY_DEFAULT_CATALOG, NULL, NULL, NULL, CAL_DEVICE};
+    *o = (units_opts){NULL, TALLY_DEFAULT_CATALOG, NULL, NULL, NULL, CAL_DEVICE, CV_NONE};
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'c')
@@ -317,10 +417,13 @@ static int parse_opts(int argc, char **argv, units_opts *o)
             o->eff_out = optarg;
         else if (c == 'l' && (strcmp(optarg, "kind") == 0 || strcmp(optarg, "device") == 0))
             o->level = strcmp(optarg, "kind") == 0 ? CAL_KIND : CAL_DEVICE;
-        else
+        else if (c != 'v' || parse_cv(optarg, &o->cv) != 0)
             return -1;
     }
-    return o->csv ? 0 : -1;
+    /* halves needs both halves; loo-workload and halves write no single table */
+    if (!o->csv || (o->cv == CV_HALVES && !o->calib) || (o->cv != CV_NONE && o->eff_out))
+        return -1;
+    return 0;
 }
 
 /* Base table: --eff FILE or the documented defaults. Returns 0 or -1. */
@@ -348,7 +451,12 @@ static int write_table(const char *path, const cu_eff_table *t)
     return rc;
 }
 
-static void print_result(json_t *res, const row_set *s, const row_set *cal, const cu_eff_table *t,
+static const char *cv_name(cv_mode m)
+{
+    return m == CV_LOO_WORKLOAD ? "loo-workload" : m == CV_HALVES ? "halves" : "none";
+}
+
+static void print_result(json_t *res, const row_set *s, size_t cal_rows, const cu_eff_table *t,
                          const units_opts *o)
 {
     json_t *out =
@@ -357,15 +465,78 @@ static void print_result(json_t *res, const row_set *s, const row_set *cal, cons
     json_decref(res);
     json_object_set_new(
         out, "efficiency",
-        json_pack("{s:I, s:s, s:I}", "version", (json_int_t)t->version, "source",
-                  o->calib    ? (o->level == CAL_KIND ? "calibrated-kind" : "calibrated-device")
+        json_pack("{s:I, s:s, s:I, s:s}", "version", (json_int_t)t->version, "source",
+                  o->calib || o->cv == CV_LOO_WORKLOAD
+                      ? (o->level == CAL_KIND ? "calibrated-kind" : "calibrated-device")
                   : o->eff_in ? "file"
                               : "defaults",
-                  "calibration_rows", (json_int_t)(cal ? cal->n : 0)));
+                  "calibration_rows", (json_int_t)cal_rows, "cv", cv_name(o->cv)));
     char *txt = json_dumps(out, JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(4));
     puts(txt);
     free(txt);
     json_decref(out);
+}
+
+/* Everything eval_units allocates. */
+typedef struct {
+    cu_eff_table *base, *t;
+    double *a, *b, *m;
+    row_set s, cal, pool, train, test;
+} units_mem;
+
+static int mem_alloc(units_mem *u)
+{
+    memset(u, 0, sizeof *u);
+    u->base = malloc(sizeof *u->base);
+    u->t = malloc(sizeof *u->t);
+    u->a = calloc(2 * MAX_ROWS, sizeof *u->a);
+    u->b = calloc(2 * MAX_ROWS, sizeof *u->b);
+    u->m = calloc(2 * MAX_ROWS, sizeof *u->m);
+    u->s.v = calloc(MAX_ROWS, sizeof *u->s.v);
+    u->cal.v = calloc(MAX_ROWS, sizeof *u->cal.v);
+    u->pool.v = calloc(2 * MAX_ROWS, sizeof *u->pool.v);
+    u->train.v = calloc(2 * MAX_ROWS, sizeof *u->train.v);
+    u->test.v = calloc(2 * MAX_ROWS, sizeof *u->test.v);
+    return u->base && u->t && u->a && u->b && u->m && u->s.v && u->cal.v && u->pool.v &&
+                   u->train.v && u->test.v
+               ? 0
+               : -1;
+}
+
+static void mem_free(units_mem *u)
+{
+    free(u->base), free(u->t), free(u->a), free(u->b), free(u->m);
+    free(u->s.v), free(u->cal.v), free(u->pool.v), free(u->train.v), free(u->test.v);
+}
+
+/* The result object of the chosen mode; *cal_rows = rows calibrated on. */
+static json_t *run_mode(const cat_catalog *cat, const units_opts *o, units_mem *u, size_t *cal_rows)
+{
+    cv_ctx c = {cat, u->base, o->level, u->t, u->m, u->a, u->b};
+    if (o->cv == CV_LOO_WORKLOAD) {
+        size_t folds;
+        u->pool.n = 0;
+        for (size_t i = 0; i < u->s.n; i++)
+            u->pool.v[u->pool.n++] = u->s.v[i];
+        for (size_t i = 0; i < u->cal.n; i++)
+            u->pool.v[u->pool.n++] = u->cal.v[i];
+        json_t *r = loo_workload(&c, &u->pool, &u->train, &u->test, &folds);
+        *cal_rows = u->pool.n;
+        json_object_set_new(r, "folds", json_integer((json_int_t)folds));
+        return r;
+    }
+    *cal_rows = o->calib ? u->cal.n : 0;
+    if (o->calib)
+        calibrate(cat, u->base, &u->cal, o->level, u->t, u->m);
+    else
+        memcpy(u->t, u->base, sizeof *u->t);
+    json_t *r = score(cat, u->t, u->base, &u->s, u->a, u->b);
+    if (o->cv == CV_HALVES) {
+        calibrate(cat, u->base, &u->s, o->level, u->t, u->m);
+        json_object_set_new(r, "reverse", score(cat, u->t, u->base, &u->cal, u->a, u->b));
+        calibrate(cat, u->base, &u->cal, o->level, u->t, u->m); /* the forward table */
+    }
+    return r;
 }
 
 int eval_units(int argc, char **argv)
@@ -373,45 +544,36 @@ int eval_units(int argc, char **argv)
     units_opts o;
     cat_error cerr = {{0}};
     cat_catalog *cat = NULL;
-    row_set s = {0}, cal = {0};
-    cu_eff_table *base = malloc(sizeof *base), *t = malloc(sizeof *t);
-    double *a = calloc(MAX_ROWS, sizeof *a), *b = calloc(MAX_ROWS, sizeof *b);
+    units_mem u;
+    size_t cal_rows = 0;
     int rc = 1;
-    s.v = calloc(MAX_ROWS, sizeof *s.v);
-    cal.v = calloc(MAX_ROWS, sizeof *cal.v);
     if (parse_opts(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: tally-eval units --csv FILE [--catalog FILE] [--eff TABLE.json]\n"
-                        "         [--calibrate FILE [--level kind|device]] [--eff-out FILE]\n");
-        rc = 2;
-        goto done;
+                        "         [--calibrate FILE [--level kind|device]] [--eff-out FILE]\n"
+                        "         [--cv loo-workload|halves]   (halves needs --calibrate;\n"
+                        "          --cv writes no --eff-out)\n");
+        return 2;
     }
-    if (!base || !t || !a || !b || !s.v || !cal.v || !(cat = cat_load_file(o.catalog, &cerr))) {
+    if (mem_alloc(&u) != 0 || !(cat = cat_load_file(o.catalog, &cerr))) {
         fprintf(stderr, "tally-eval: %s\n", cerr.message[0] ? cerr.message : "out of memory");
         goto done;
     }
-    if (load_base(o.eff_in, base) != 0)
+    if (load_base(o.eff_in, u.base) != 0)
         goto done;
-    if (read_rows(o.csv, cat, &s) != 0 || (o.calib && read_rows(o.calib, cat, &cal) != 0)) {
+    if (read_rows(o.csv, cat, &u.s) != 0 || (o.calib && read_rows(o.calib, cat, &u.cal) != 0)) {
         fprintf(stderr, "tally-eval: cannot read CSV file\n");
         goto done;
     }
-    if (o.calib)
-        calibrate(cat, base, &cal, o.level, t, a);
-    else
-        memcpy(t, base, sizeof *t);
-    if (o.eff_out && write_table(o.eff_out, t) != 0) {
+    json_t *res = run_mode(cat, &o, &u, &cal_rows);
+    if (o.eff_out && write_table(o.eff_out, u.t) != 0) {
+        json_decref(res);
         fprintf(stderr, "tally-eval: cannot write %s\n", o.eff_out);
         goto done;
     }
-    print_result(score(cat, t, &s, a, b), &s, o.calib ? &cal : NULL, t, &o);
+    print_result(res, &u.s, cal_rows, u.t, &o);
     rc = 0;
 done:
-    free(s.v);
-    free(cal.v);
-    free(base);
-    free(t);
-    free(a);
-    free(b);
+    mem_free(&u);
     cat_free(cat);
     return rc;
 }

@@ -18,7 +18,8 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "placement") == 0)
         return eval_placement(argc - 1, argv + 1);
     fprintf(stderr, "usage: tally-eval estimates --swf FILE\n"
-                    "       tally-eval units --csv FILE [--catalog FILE]\n"
+                    "       tally-eval units --csv FILE [--catalog FILE] [--calibrate FILE]\n"
+                    "                        [--cv loo-workload|halves]\n"
                     "       tally-eval placement --latency FILE [--jobs N] [--seed S]\n");
     return 2;
 }
