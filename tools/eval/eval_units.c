@@ -545,6 +545,7 @@ int eval_units(int argc, char **argv)
     cat_error cerr = {{0}};
     cat_catalog *cat = NULL;
     units_mem u;
+    json_t *res;
     size_t cal_rows = 0;
     int rc = 1;
     if (parse_opts(argc, argv, &o) != 0) {
@@ -564,7 +565,7 @@ int eval_units(int argc, char **argv)
         fprintf(stderr, "tally-eval: cannot read CSV file\n");
         goto done;
     }
-    json_t *res = run_mode(cat, &o, &u, &cal_rows);
+    res = run_mode(cat, &o, &u, &cal_rows);
     if (o.eff_out && write_table(o.eff_out, u.t) != 0) {
         json_decref(res);
         fprintf(stderr, "tally-eval: cannot write %s\n", o.eff_out);
