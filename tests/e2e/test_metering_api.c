@@ -103,6 +103,20 @@ Test(metering_api, normalize_hand_checked)
     http_resp_free(&r);
 }
 
+/* cv-infer (batched CNN inference, fp16, 7 450 FLOP/B: compute-bound on every device):
+ * H100 SXM 989.4 TFLOPS fp16 dense x 50 % default efficiency, per device-hour in mCU
+ * = 1 780 920 (tests/unit/test_metering_cu.c shows the arithmetic). */
+Test(metering_api, normalize_cv_infer)
+{
+    http_resp r = post("/v1/normalize", srv.admin_key,
+                       "{\"device\":\"nvidia-h100-sxm\",\"count\":1,\"profile\":\"cv-infer\","
+                       "\"wall_ms\":3600000}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_eq(ival(r.json, "mcu"), 1780920);
+    cr_assert_eq(ival(r.json, "rate.mcu_per_device_hour"), 1780920);
+    http_resp_free(&r);
+}
+
 Test(metering_api, a_faster_device_delivers_more_cu_per_hour)
 {
     http_resp a = post("/v1/normalize", srv.admin_key,
