@@ -39,7 +39,7 @@ struct quote_job {
     cat_kind device_class;
     cu_profile profile;
     long long count, mcu, wall_ms, valid_for_s;
-    int64_t start_ms, end_ms;
+    int64_t start_ms, end_ms, expires_ms;
     const signing_key *key;
     /* the signed result */
     char period[8], currency[8], expires_at[40], sighex[2 * crypto_sign_BYTES + 1];
@@ -84,7 +84,8 @@ static int quote_document(struct quote_job *j, const pstore_version *pol,
     quote_doc_meta m = {0};
 
     timefmt_format(now, created, sizeof created);
-    timefmt_format(now + j->valid_for_s * 1000, j->expires_at, sizeof j->expires_at);
+    j->expires_ms = now + j->valid_for_s * 1000;
+    timefmt_format(j->expires_ms, j->expires_at, sizeof j->expires_at);
     timefmt_format(j->start_ms, start, sizeof start);
     timefmt_format(j->end_ms, end, sizeof end);
     m.id = j->id;
@@ -185,6 +186,7 @@ static int quote_sign(struct quote_job *j)
                       .kid = j->key->kid,
                       .signature = j->sighex,
                       .expires_at = j->expires_at,
+                      .expires_ms = j->expires_ms,
                       .policy_version = j->policy_version,
                       .total_micros = j->total};
     return 0;

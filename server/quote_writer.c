@@ -1,15 +1,18 @@
 /*
  * quote_writer.c - the group insert of signed quotes (see quote_writer.h).
  *
- * Rows travel to PostgreSQL as ten array parameters of one prepared statement
- * (INSERT ... SELECT FROM unnest(...)), so a batch of any size is one round
- * trip and one plan. At most one writer job runs at a time (qw_scheduled):
+ * A batch travels to PostgreSQL as one binary COPY (server/ledger_copy.c: no
+ * SQL, array or text parsing per row; the server copies each field's bytes),
+ * committed on its own with the server's default synchronous_commit, so every
+ * row is on disk before its reply (one WAL flush per batch: group commit); a
+ * lone row is one plain INSERT. At most one writer job runs at a time (qw_scheduled):
  * while it inserts one batch the next one gathers, which keeps batches large
  * and the referenced rows (tenant, policy version) locked by one transaction
  * at a time. Invariant: rows leave the queue only inside a job that then
  * completes every one of them.
  */
 #include "quote_writer.h"
+#include "ledger_copy.h"
 
 #include <event2/event.h>
 #include <pthread.h>
@@ -34,104 +37,71 @@ struct qw_job {
 
 #define QW_SLICE_MS 20 /* then yield the database thread (see qw_work) */
 
-/* ---- array parameters ----------------------------------------------------------- */
+/* ---- the statements -------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-    int failed;
-} abuf;
+static const char sql_copy[] =
+    "COPY quotes (id, tenant_id, policy_id, policy_version, currency, total_micros, document, "
+    "kid, signature, expires_at) FROM STDIN (FORMAT binary)";
 
-static void ab_put(abuf *b, const char *s, size_t n)
-{
-    if (b->failed)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *p;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        p = realloc(b->p, cap);
-        if (!p) {
-            b->failed = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-/* Append one quoted array element (", \ escaped), preceded by a comma unless first. */
-static void ab_elem(abuf *b, const char *s, int first)
-{
-    const char *run = s;
-
-    ab_put(b, first ? "\"" : ",\"", first ? 1 : 2);
-    for (; *s; s++)
-        if (*s == '"' || *s == '\\') {
-            ab_put(b, run, (size_t)(s - run));
-            ab_put(b, "\\", 1);
-            run = s;
-        }
-    ab_put(b, run, (size_t)(s - run));
-    ab_put(b, "\"", 1);
-}
-
-/* ---- the statement ---------------------------------------------------------------- */
-
-static const char sql_insert[] =
-    "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
+static const char sql_insert_one[] =
     "INSERT INTO quotes (id, tenant_id, policy_id, policy_version, currency, total_micros, "
-    "document, kid, signature, expires_at) SELECT u.* FROM cfg, unnest($1::text[], $2::text[], "
-    "$3::text[], $4::integer[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], "
-    "$10::timestamptz[]) AS u";
+    "document, kid, signature, expires_at) VALUES ($1, $2, $3, $4::integer, $5, $6::bigint, $7, "
+    "$8, $9, $10::timestamptz)";
 
-/* One statement for rows[0..n); DB_OK or the db_status. */
-static int insert_once(db_conn *db, qw_row **rows, int n)
+/* PostgreSQL's binary timestamptz: microseconds since 2000-01-01 00:00:00 UTC. */
+#define QW_PG_EPOCH_MS 946684800000LL
+
+/* rows[0..n) as one binary COPY (one implicit transaction); DB_OK or the db_status. */
+static int copy_rows(db_conn *db, qw_row **rows, int n)
 {
-    abuf a[10];
-    const char *p[10];
-    int rc = DB_FAILED;
+    ledger_copy c;
+    int rc;
 
-    memset(a, 0, sizeof a);
-    for (int k = 0; k < 10; k++)
-        ab_put(&a[k], "{", 1);
+    ledger_copy_init(&c);
     for (int i = 0; i < n; i++) {
         const qw_row *r = rows[i];
-        char ver[16], total[24];
-        snprintf(ver, sizeof ver, "%d", r->policy_version);
-        snprintf(total, sizeof total, "%lld", (long long)r->total_micros);
-        ab_elem(&a[0], r->id, i == 0);
-        ab_elem(&a[1], r->tenant, i == 0);
-        ab_elem(&a[2], r->policy_id, i == 0);
-        ab_elem(&a[3], ver, i == 0);
-        ab_elem(&a[4], r->currency, i == 0);
-        ab_elem(&a[5], total, i == 0);
-        ab_elem(&a[6], r->document, i == 0);
-        ab_elem(&a[7], r->kid, i == 0);
-        ab_elem(&a[8], r->signature, i == 0);
-        ab_elem(&a[9], r->expires_at, i == 0);
+        ledger_copy_row(&c, 10);
+        ledger_copy_text(&c, r->id);
+        ledger_copy_text(&c, r->tenant);
+        ledger_copy_text(&c, r->policy_id);
+        ledger_copy_i32(&c, r->policy_version);
+        ledger_copy_text(&c, r->currency);
+        ledger_copy_i64(&c, r->total_micros);
+        ledger_copy_text(&c, r->document);
+        ledger_copy_text(&c, r->kid);
+        ledger_copy_text(&c, r->signature);
+        ledger_copy_i64(&c, (r->expires_ms - QW_PG_EPOCH_MS) * 1000);
     }
-    for (int k = 0; k < 10; k++) {
-        ab_put(&a[k], "}", 1);
-        if (a[k].failed)
-            goto out;
-        p[k] = a[k].p;
-    }
-    rc = db_command(db, sql_insert, 10, p);
-out:
-    for (int k = 0; k < 10; k++)
-        free(a[k].p);
+    rc = ledger_copy_send(db, sql_copy, &c);
+    ledger_copy_free(&c);
+    return rc;
+}
+
+/* One row with a plain INSERT, so a failure has its SQLSTATE: DB_OK,
+ * QW_NO_TENANT (foreign key), or the db_status. */
+static int insert_one(db_conn *db, const qw_row *r)
+{
+    char ver[16], total[24];
+    const char *p[10] = {r->id, r->tenant,   r->policy_id, ver,          r->currency,
+                         total, r->document, r->kid,       r->signature, r->expires_at};
+    int rc;
+
+    snprintf(ver, sizeof ver, "%d", r->policy_version);
+    snprintf(total, sizeof total, "%lld", (long long)r->total_micros);
+    rc = db_command(db, sql_insert_one, 10, p);
+    if (rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503"))
+        return QW_NO_TENANT;
     return rc;
 }
 
 int qw_insert(db_conn *db, qw_row **rows, int n)
 {
-    int rc = insert_once(db, rows, n);
+    int rc = n == 1 ? insert_one(db, rows[0]) : copy_rows(db, rows, n);
 
+    if (n == 1 && (rc == DB_OK || rc == QW_NO_TENANT || rc == DB_FAILED)) {
+        rows[0]->status = rc;
+        return DB_OK;
+    }
     if (rc == DB_OK) {
         for (int i = 0; i < n; i++)
             rows[i]->status = DB_OK;
@@ -139,12 +109,10 @@ int qw_insert(db_conn *db, qw_row **rows, int n)
     }
     if (rc != DB_FAILED)
         return rc; /* transient: the whole batch fails or is re-run */
-    /* One row broke the statement (an unknown tenant): find it by inserting alone. */
+    /* One row broke the COPY (an unknown tenant): find it by inserting one by one. */
     for (int i = 0; i < n; i++) {
-        int r1 = n == 1 ? rc : insert_once(db, &rows[i], 1);
-        if (r1 == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503"))
-            r1 = QW_NO_TENANT;
-        else if (r1 < 0 && r1 != DB_FAILED)
+        int r1 = insert_one(db, rows[i]);
+        if (r1 < 0 && r1 != DB_FAILED)
             return r1;
         rows[i]->status = r1;
     }
