@@ -362,7 +362,7 @@ done
 # by bench-paced at half its median wrk rate, open loop: requests are due at fixed
 # times and their latency counts from when they were due (coordinated omission
 # corrected), over DURATION seconds after a WARMUP (at least 1 s) at the same rate.
-declare -A PRATE PACH PP50 PP99 PP999 PERR
+declare -A PRATE PACH PP50 PP99 PP999 PERR PLAG PWAIT PCPU
 PACED_TARGETS=()
 for n in baseline normalize quote; do
     case " ${TARGETS[*]} " in *" $n "*) PACED_TARGETS+=("$n") ;; esac
@@ -378,6 +378,11 @@ paced() {  # paced NAME URL [bench-paced args]
     PP50[$name]=$(grep -o '"p50_ms": [0-9.]*' "$out" | awk '{print $2}')
     PP99[$name]=$(grep -o '"p99_ms": [0-9.]*' "$out" | awk '{print $2}')
     PP999[$name]=$(grep -o '"p999_ms": [0-9.]*' "$out" | awk '{print $2}')
+    # the pacer's own health: how late it sent (p99), requests that found every
+    # connection busy, and its CPU share; a late pacer inflates every latency
+    PLAG[$name]=$(grep -o '"send_lag_p99_ms": [0-9.]*' "$out" | awk '{print $2}')
+    PWAIT[$name]=$(grep -o '"conn_waits": [0-9]*' "$out" | awk '{print $2}')
+    PCPU[$name]=$(grep -o '"client_cpu_pct": [0-9.]*' "$out" | awk '{print $2}')
     PERR[$name]=$(awk -F'[:,]' '{for (i = 1; i < NF; i++) if ($i ~ /"errors"|"non_2xx"/) s += $(i + 1)} END {print s + 0}' "$out")
     [ -n "${PP99[$name]}" ] || { cat "$out" >&2; die "cannot parse bench-paced output for $name"; }
 }
@@ -474,14 +479,19 @@ echo
 if [ ${#PACED_TARGETS[@]} -gt 0 ]; then
     echo "Latency at 50 % of the maximum rate (bench-paced, open loop, $CONNS connections, ${DURATION}s measured; latency from when each request was due):"
     echo
-    printf '| %-10s | %10s | %9s | %8s | %8s | %8s | %6s | %-18s |\n' name "rate req/s" achieved p50 p99 p99.9 errors goal
-    printf '|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------------ ----------- ---------- ---------- ---------- -------- --------------------
+    printf '| %-10s | %10s | %9s | %8s | %8s | %8s | %6s | %-18s | %12s | %10s | %10s |\n' name "rate req/s" achieved p50 p99 p99.9 errors goal \
+        "pacer lag99" "conn waits" "pacer CPU"
+    printf '|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|%s|\n' ------------ ------------ ----------- ---------- ---------- ---------- -------- -------------------- -------------- ------------ ------------
     for n in "${PACED_TARGETS[@]}"; do
         g="(information)"
         [ "$n" = quote ] && g=$(awk -v p="${PP99[$n]}" 'BEGIN { if (p + 0 < 5) print "p99 < 5 ms: met"; else print "p99 < 5 ms: MISSED" }')
-        printf '| %-10s | %10s | %9s | %6sms | %6sms | %6sms | %6s | %-18s |\n' "$n" "${PRATE[$n]}" "${PACH[$n]}" \
-            "${PP50[$n]}" "${PP99[$n]}" "${PP999[$n]}" "${PERR[$n]}" "$g"
+        printf '| %-10s | %10s | %9s | %6sms | %6sms | %6sms | %6s | %-18s | %10sms | %10s | %9s%% |\n' "$n" "${PRATE[$n]}" "${PACH[$n]}" \
+            "${PP50[$n]}" "${PP99[$n]}" "${PP999[$n]}" "${PERR[$n]}" "$g" "${PLAG[$n]}" "${PWAIT[$n]}" "${PCPU[$n]}"
     done
+    echo
+    echo "pacer lag99: p99 of how late bench-paced sent a request after it was due (its own thread late, or every"
+    echo "connection busy: conn waits counts those requests). A lag near the p99 means the machine, not the server,"
+    echo "set the tail: a shared or saturated machine cannot judge a latency goal."
     echo
 fi
 

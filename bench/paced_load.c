@@ -6,52 +6,80 @@
  *               [--conns 64] [--warmup 2] [--method POST] [--body JSON]
  *               [--header 'Authorization: Bearer ...']...
  *
- * Request i is due at t0 + i / rate. It is sent as soon as it is due and a
- * keep-alive connection is free; its latency is measured from when it was
- * DUE, not from when it was sent, so a server that falls behind shows its
- * queueing delay instead of silently slowing the load down. Requests due in
- * the warm-up are sent but not measured. Prints one JSON object:
- *   {"rate": R, "duration_s": S, "sent": N, "completed": N, "errors": E,
- *    "non_2xx": K, "achieved_rps": A, "p50_ms": .., "p90_ms": .., "p99_ms": ..,
- *    "p999_ms": .., "max_ms": ..}
+ * Open loop: request i is due at t0 + i / rate, whatever happened to the
+ * ones before it. It is sent as soon as it is due and a keep-alive
+ * connection is free, and its latency is measured from when it was DUE, not
+ * from when it was sent, so a server that falls behind shows its queueing
+ * delay instead of silently slowing the load down. Requests due in the
+ * warm-up are sent but not measured.
+ *
+ * The pacer must not be the bottleneck it measures, so it is cheap: one
+ * thread, raw non-blocking sockets (TCP_NODELAY) registered once with epoll,
+ * one write(2) and one read(2) per request, no allocation per request, and
+ * it sleeps (epoll_pwait2 with a nanosecond timeout, 1 µs timer slack) until
+ * the next request is due or a response arrives. It also reports what would
+ * make its figures untrustworthy:
+ *   send_lag_p99_ms  how late requests left the pacer after they were due
+ *                    (the pacer itself was late or every connection was busy);
+ *   conn_waits       requests that found every connection busy when due
+ *                    (too few --conns for the server's latency);
+ *   client_cpu_pct   the pacer's own CPU time over the run's wall time.
+ *
+ * Prints one JSON object:
+ *   {"rate": R, "duration_s": S, "warmup_s": W, "conns": C, "sent": N,
+ *    "completed": N, "errors": E, "non_2xx": K, "achieved_rps": A,
+ *    "p50_ms": .., "p90_ms": .., "p99_ms": .., "p999_ms": .., "max_ms": ..,
+ *    "send_lag_p99_ms": .., "conn_waits": .., "client_cpu_pct": ..}
  * Exit status 0, or 1 when any request failed (error or non-2xx), 2 on usage.
  */
 #include <arpa/inet.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/event.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MAX_HEADERS 16
-#define MAX_CONNS 1024
+#define MAX_CONNS 4096
+#define RBUF 65536 /* one response's headers must fit; bodies are skipped */
 
 struct conn {
-    struct bufferevent *bev;
+    int fd;
     int busy;       /* a request is outstanding */
     long long idx;  /* its index */
+    size_t woff;    /* bytes of the request written so far (partial writes) */
+    int wout;       /* EPOLLOUT is enabled (after a partial write) */
     long long need; /* body bytes still to skip, -1 while reading headers */
     int status;
+    size_t rlen; /* header bytes buffered */
+    char rbuf[RBUF];
 };
 
 static struct {
-    struct event_base *base;
+    int ep;
     struct sockaddr_in addr;
     char *request;
     size_t request_len;
     double rate, duration, warmup;
     int nconns;
-    struct conn conns[MAX_CONNS];
+    struct conn *conns;
+    int *idle; /* stack of idle connection indexes */
+    int nidle;
     double t0;
     long long next, total, sent, completed, errors, non2xx;
-    double *lat; /* ms, per measured request */
-    long long nlat;
-    struct event *tick;
+    long long conn_waits, waited_upto; /* requests due while no connection was free */
+    double *lat, *lag;                 /* ms, per measured request */
+    long long nlat, nlag;
 } L;
 
 static double now_s(void)
@@ -61,119 +89,200 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void conn_open(struct conn *c);
-static void dispatch(void);
-
-static void finish_request(struct conn *c, int ok)
+static double due_s(long long idx)
 {
-    double due = L.t0 + (double)c->idx / L.rate;
+    return L.t0 + (double)idx / L.rate;
+}
 
-    if (ok) {
-        L.completed++;
-        if (c->status < 200 || c->status > 299)
-            L.non2xx++;
-        if (due >= L.t0 + L.warmup)
-            L.lat[L.nlat++] = (now_s() - due) * 1e3;
-    } else {
-        L.errors++;
+static int measured(long long idx)
+{
+    return due_s(idx) >= L.t0 + L.warmup;
+}
+
+/* Open (or reopen) a blocking-connected, then non-blocking, keep-alive socket. */
+static int conn_open(struct conn *c)
+{
+    int one = 1;
+    struct epoll_event ev = {.events = EPOLLIN};
+
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0)
+        return -1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(c->fd, (struct sockaddr *)&L.addr, sizeof L.addr) != 0 ||
+        fcntl(c->fd, F_SETFL, O_NONBLOCK) != 0) {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
+    }
+    ev.data.ptr = c;
+    if (epoll_ctl(L.ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        close(c->fd);
+        c->fd = -1;
+        return -1;
     }
     c->busy = 0;
+    c->wout = 0;
+    c->need = -1;
+    c->rlen = 0;
+    L.idle[L.nidle++] = (int)(c - L.conns);
+    return 0;
 }
 
-/* Parse as many complete responses as the input holds (one outstanding at a time). */
-static void on_read(struct bufferevent *bev, void *arg)
+/* The connection failed: its request (if any) is an error; reconnect it. */
+static void conn_fail(struct conn *c)
 {
-    struct conn *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-
-    while (c->busy) {
-        if (c->need < 0) {
-            struct evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-            size_t hl;
-            char *h, *cl;
-            if (end.pos < 0)
-                return;
-            hl = (size_t)end.pos + 4;
-            h = malloc(hl + 1);
-            if (!h)
-                return;
-            evbuffer_remove(in, h, hl);
-            h[hl] = '\0';
-            c->status = (int)strtol(h + 9, NULL, 10); /* "HTTP/1.1 200" */
-            cl = strcasestr(h, "\r\ncontent-length:");
-            c->need = cl ? strtoll(cl + 17, NULL, 10) : 0;
-            free(h);
-        }
-        if ((long long)evbuffer_get_length(in) < c->need)
-            return;
-        evbuffer_drain(in, (size_t)c->need);
-        c->need = -1;
-        finish_request(c, 1);
+    if (c->fd >= 0) {
+        epoll_ctl(L.ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+        c->fd = -1;
     }
-    dispatch();
+    if (c->busy) {
+        L.errors++;
+        c->busy = 0;
+    } else {
+        for (int i = 0; i < L.nidle; i++) /* drop it from the idle stack */
+            if (L.idle[i] == (int)(c - L.conns)) {
+                L.idle[i] = L.idle[--L.nidle];
+                break;
+            }
+    }
+    conn_open(c);
 }
 
-static void on_event(struct bufferevent *bev, short what, void *arg)
+static void conn_done(struct conn *c, double now)
 {
-    struct conn *c = arg;
-
-    (void)bev;
-    if (what & BEV_EVENT_CONNECTED)
-        return;
-    if (c->busy)
-        finish_request(c, 0);
-    bufferevent_free(c->bev);
-    c->bev = NULL;
-    conn_open(c); /* the next request goes to a fresh connection */
-}
-
-static void conn_open(struct conn *c)
-{
-    c->bev = bufferevent_socket_new(L.base, -1, BEV_OPT_CLOSE_ON_FREE);
+    L.completed++;
+    if (c->status < 200 || c->status > 299)
+        L.non2xx++;
+    if (measured(c->idx))
+        L.lat[L.nlat++] = (now - due_s(c->idx)) * 1e3;
     c->busy = 0;
     c->need = -1;
-    if (!c->bev)
+    c->rlen = 0;
+    L.idle[L.nidle++] = (int)(c - L.conns);
+}
+
+/* Write what is left of c's request; enable EPOLLOUT only when the socket is full. */
+static void conn_write(struct conn *c)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+
+    while (c->woff < L.request_len) {
+        ssize_t n = write(c->fd, L.request + c->woff, L.request_len - c->woff);
+        if (n > 0) {
+            c->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            ev.events = EPOLLIN | EPOLLOUT;
+            c->wout = 1;
+            epoll_ctl(L.ep, EPOLL_CTL_MOD, c->fd, &ev);
+            return;
+        }
+        conn_fail(c);
         return;
-    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&L.addr, sizeof L.addr) != 0) {
-        bufferevent_free(c->bev);
-        c->bev = NULL;
+    }
+    if (c->wout) { /* only after a partial write */
+        c->wout = 0;
+        epoll_ctl(L.ep, EPOLL_CTL_MOD, c->fd, &ev);
     }
 }
 
-/* Send every due request that has a free connection. */
-static void dispatch(void)
+/* Parse the status line and Content-Length of the buffered header block
+ * (hl bytes, ending in CRLFCRLF). Chunked bodies are not supported. */
+static void parse_headers(struct conn *c, size_t hl)
 {
-    long long due = (long long)((now_s() - L.t0) * L.rate) + 1;
+    const char *h = c->rbuf, *end = c->rbuf + hl, *p;
 
+    c->status = hl > 12 ? (int)strtol(h + 9, NULL, 10) : 0; /* "HTTP/1.1 200" */
+    c->need = 0;
+    for (p = h; p && p < end; p = memchr(p, '\n', (size_t)(end - p))) {
+        p++;
+        if (end - p > 15 && !strncasecmp(p, "content-length:", 15)) {
+            c->need = strtoll(p + 15, NULL, 10);
+            break;
+        }
+    }
+}
+
+/* Consume readable bytes of c: headers into rbuf, the body skipped. */
+static void conn_read(struct conn *c, double now)
+{
+    static char skip[16384]; /* bodies are read and dropped */
+
+    for (;;) {
+        char *dst = c->need < 0 ? c->rbuf + c->rlen : skip;
+        size_t room = c->need < 0 ? RBUF - c->rlen - 1 : sizeof skip;
+        ssize_t n;
+        if (c->need >= 0 && (long long)room > c->need)
+            room = (size_t)c->need; /* never read past this response */
+        if (c->need == 0) {
+            conn_done(c, now);
+            return;
+        }
+        n = read(c->fd, dst, room);
+        if (n == 0 || (n < 0 && errno != EAGAIN) || room == 0) {
+            conn_fail(c);
+            return;
+        }
+        if (n < 0)
+            return; /* EAGAIN: wait for more */
+        if (!c->busy) {
+            conn_fail(c); /* bytes nobody asked for */
+            return;
+        }
+        if (c->need >= 0) {
+            c->need -= n;
+            continue;
+        }
+        c->rlen += (size_t)n;
+        c->rbuf[c->rlen] = '\0';
+        {
+            char *e = memmem(c->rbuf, c->rlen, "\r\n\r\n", 4);
+            size_t hl, extra;
+            if (!e)
+                continue;
+            hl = (size_t)(e - c->rbuf) + 4;
+            extra = c->rlen - hl; /* body bytes read with the headers */
+            parse_headers(c, hl);
+            if ((long long)extra > c->need) {
+                conn_fail(c); /* more than one response: the server misbehaves */
+                return;
+            }
+            c->need -= (long long)extra;
+        }
+    }
+}
+
+/* Send every request that is due, while a connection is free. */
+static void dispatch(double now)
+{
+    long long due = (long long)((now - L.t0) * L.rate) + 1;
+
+    if (now < L.t0)
+        due = 0;
     if (due > L.total)
         due = L.total;
-    for (int i = 0; i < L.nconns && L.next < due; i++) {
-        struct conn *c = &L.conns[i];
-        if (c->busy || !c->bev)
-            continue;
+    while (L.next < due && L.nidle > 0) {
+        struct conn *c = &L.conns[L.idle[--L.nidle]];
         c->busy = 1;
         c->idx = L.next++;
+        c->woff = 0;
         c->need = -1;
-        bufferevent_write(c->bev, L.request, L.request_len);
+        c->rlen = 0;
+        if (measured(c->idx))
+            L.lag[L.nlag++] = (now - due_s(c->idx)) * 1e3;
         L.sent++;
+        conn_write(c);
     }
-}
-
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    int outstanding = 0;
-
-    (void)fd;
-    (void)what;
-    (void)arg;
-    dispatch();
-    for (int i = 0; i < L.nconns; i++)
-        outstanding += L.conns[i].busy;
-    /* stop once everything was sent and answered, or 5 s after the end */
-    if ((L.next >= L.total && !outstanding) || now_s() > L.t0 + L.duration + 5)
-        event_base_loopbreak(L.base);
+    if (L.next < due) { /* due, but every connection is busy: count each request once */
+        long long from = L.next > L.waited_upto ? L.next : L.waited_upto;
+        if (due > from)
+            L.conn_waits += due - from;
+        if (due > L.waited_upto)
+            L.waited_upto = due;
+    }
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -182,14 +291,14 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double pct(double p)
+static double pct(const double *v, long long n, double p)
 {
     long long i;
 
-    if (L.nlat == 0)
+    if (n == 0)
         return 0;
-    i = (long long)(p * (double)L.nlat);
-    return L.lat[i >= L.nlat ? L.nlat - 1 : i];
+    i = (long long)(p * (double)n);
+    return v[i >= n ? n - 1 : i];
 }
 
 static int usage(void)
@@ -235,14 +344,12 @@ static int build_request(const char *url, const char *method, const char *body,
     return 0;
 }
 
-int main(int argc, char **argv)
+static int parse_args(int argc, char **argv)
 {
     const char *url = NULL, *method = NULL, *body = NULL, *headers[MAX_HEADERS];
-    int nh = 0, rc;
-    struct timeval tv = {0, 200}; /* dispatch tick: a due request waits at most this */
+    int nh = 0;
 
     L.nconns = 64;
-    L.warmup = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--url"))
             url = argv[i + 1];
@@ -261,53 +368,112 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--header") && nh < MAX_HEADERS)
             headers[nh++] = argv[i + 1];
         else
-            return usage();
+            return -1;
     }
     if ((argc - 1) % 2 || !url || L.rate <= 0 || L.duration <= 0 || L.warmup < 0 ||
         L.warmup >= L.duration || L.nconns < 1 || L.nconns > MAX_CONNS)
+        return -1;
+    return build_request(url, method ? method : (body ? "POST" : "GET"), body, headers, nh);
+}
+
+/* How long to sleep: until the next request is due (if a connection is free), else until
+ * a response arrives; never more than 10 ms, so the end of the run is noticed. */
+static struct timespec next_timeout(double now)
+{
+    double wait = 0.010;
+    struct timespec ts;
+
+    if (L.next < L.total && L.nidle > 0) {
+        double d = due_s(L.next) - now;
+        wait = d < 0 ? 0 : (d < wait ? d : wait);
+    }
+    ts.tv_sec = 0;
+    ts.tv_nsec = (long)(wait * 1e9);
+    return ts;
+}
+
+static void run(void)
+{
+    struct epoll_event evs[256];
+
+    for (;;) {
+        double now = now_s();
+        struct timespec to;
+        int n;
+        dispatch(now);
+        if ((L.next >= L.total && L.nidle == L.nconns) || now > L.t0 + L.duration + 5)
+            return;
+        to = next_timeout(now);
+        n = epoll_pwait2(L.ep, evs, 256, &to, NULL);
+        now = now_s();
+        for (int i = 0; i < n; i++) {
+            struct conn *c = evs[i].data.ptr;
+            if (c->fd < 0)
+                continue;
+            if ((evs[i].events & EPOLLOUT) && c->busy)
+                conn_write(c);
+            if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+                conn_read(c, now);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct rusage ru;
+    double wall0, wall, cpu;
+    int rc;
+
+    if (parse_args(argc, argv) != 0)
         return usage();
-    if (build_request(url, method ? method : (body ? "POST" : "GET"), body, headers, nh) != 0)
-        return usage();
+    signal(SIGPIPE, SIG_IGN);
+    prctl(PR_SET_TIMERSLACK, 1000UL); /* 1 µs: wake when the next request is due */
     L.total = (long long)(L.rate * L.duration);
     L.lat = malloc(sizeof *L.lat * (size_t)(L.total + 1));
-    {
-        /* timerfd-backed timers: the tick below is sub-millisecond */
-        struct event_config *cfg = event_config_new();
-        if (cfg)
-            event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-        L.base = cfg ? event_base_new_with_config(cfg) : NULL;
-        if (cfg)
-            event_config_free(cfg);
-    }
-    if (!L.lat || !L.base) {
+    L.lag = malloc(sizeof *L.lag * (size_t)(L.total + 1));
+    L.conns = calloc((size_t)L.nconns, sizeof *L.conns);
+    L.idle = calloc((size_t)L.nconns, sizeof *L.idle);
+    L.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (!L.lat || !L.lag || !L.conns || !L.idle || L.ep < 0) {
         fprintf(stderr, "bench-paced: out of memory\n");
         return 2;
     }
     for (int i = 0; i < L.nconns; i++)
-        conn_open(&L.conns[i]);
-    L.t0 = now_s() + 0.2; /* let the connections open */
-    L.tick = event_new(L.base, -1, EV_PERSIST, on_tick, NULL);
-    event_add(L.tick, &tv);
-    event_base_dispatch(L.base);
+        if (conn_open(&L.conns[i]) != 0) {
+            fprintf(stderr, "bench-paced: cannot connect: %s\n", strerror(errno));
+            return 2;
+        }
+    wall0 = now_s();
+    L.t0 = wall0 + 0.05;
+    run();
+    wall = now_s() - wall0;
     for (int i = 0; i < L.nconns; i++)
         if (L.conns[i].busy)
             L.errors++; /* never answered */
+    getrusage(RUSAGE_SELF, &ru);
+    cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
     qsort(L.lat, (size_t)L.nlat, sizeof *L.lat, cmp_double);
+    qsort(L.lag, (size_t)L.nlag, sizeof *L.lag, cmp_double);
     printf(
         "{\"rate\": %.0f, \"duration_s\": %.1f, \"warmup_s\": %.1f, \"conns\": %d, \"sent\": %lld, "
         "\"completed\": %lld, \"errors\": %lld, \"non_2xx\": %lld, \"achieved_rps\": %.0f, "
         "\"p50_ms\": %.2f, \"p90_ms\": %.2f, \"p99_ms\": %.2f, \"p999_ms\": %.2f, "
-        "\"max_ms\": %.2f}\n",
+        "\"max_ms\": %.2f, \"send_lag_p99_ms\": %.2f, \"conn_waits\": %lld, "
+        "\"client_cpu_pct\": %.1f}\n",
         L.rate, L.duration, L.warmup, L.nconns, L.sent, L.completed, L.errors, L.non2xx,
-        (double)L.completed / L.duration, pct(0.50), pct(0.90), pct(0.99), pct(0.999),
-        L.nlat ? L.lat[L.nlat - 1] : 0.0);
+        (double)L.completed / L.duration, pct(L.lat, L.nlat, 0.50), pct(L.lat, L.nlat, 0.90),
+        pct(L.lat, L.nlat, 0.99), pct(L.lat, L.nlat, 0.999), L.nlat ? L.lat[L.nlat - 1] : 0.0,
+        pct(L.lag, L.nlag, 0.99), L.conn_waits, wall > 0 ? 100 * cpu / wall : 0);
     rc = L.errors || L.non2xx || L.completed < L.total ? 1 : 0;
     for (int i = 0; i < L.nconns; i++)
-        if (L.conns[i].bev)
-            bufferevent_free(L.conns[i].bev);
-    event_free(L.tick);
-    event_base_free(L.base);
+        if (L.conns[i].fd >= 0)
+            close(L.conns[i].fd);
+    close(L.ep);
+    free(L.conns);
+    free(L.idle);
     free(L.lat);
+    free(L.lag);
     free(L.request);
     return rc;
 }
