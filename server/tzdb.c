@@ -269,6 +269,8 @@ bad:
 
 /* ---- the cache ---------------------------------------------------------------- */
 
+#define TZ_DECADE_MS 315576000000LL /* 3652.5 days */
+
 struct cached_zone {
     char name[PRICING_TZ_NAME_MAX + 1];
     int64_t until_ms;
@@ -325,9 +327,11 @@ int tzdb_zone(const char *name, int64_t until_ms, pricing_tz *out, char *err, si
         snprintf(err, errlen, "'%s' is not a time zone name", name ? name : "");
         return -1;
     }
-    /* Round the horizon up to whole decades so the cache is rarely rebuilt. */
-    if (until_ms < INT64_MAX - 315576000000LL * 2)
-        until_ms += 315576000000LL;
+    /* Round the horizon up to the next whole decade (of the epoch), so every
+     * request in a decade shares one cache entry. (Adding a decade instead made
+     * each later instant miss the cache: a file read and a new entry per quote.) */
+    if (until_ms < INT64_MAX - TZ_DECADE_MS * 2)
+        until_ms = (until_ms / TZ_DECADE_MS + 1) * TZ_DECADE_MS;
     pthread_mutex_lock(&cache_mu);
     for (z = cache; z; z = z->next)
         if (!strcmp(z->name, name) && z->until_ms >= until_ms)

@@ -9,6 +9,10 @@
 #include "tzdb.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int64_t at(const char *iso)
 {
@@ -68,6 +72,40 @@ Test(tzdb, bad_names_are_refused)
     cr_assert_eq(tzdb_zone("../../etc/passwd", 0, &tz, err, sizeof err), -1);
     cr_assert_eq(tzdb_zone("/etc/localtime", 0, &tz, err, sizeof err), -1);
     cr_assert_eq(tzdb_zone("", 0, &tz, err, sizeof err), -1);
+}
+
+/* A zone is read from its file once: later instants in the same decade come
+ * from the cache (the quote path asks for every quote's end instant), even
+ * once the file is gone. */
+Test(tzdb, later_instants_are_served_from_the_cache)
+{
+    char dir[] = "/tmp/tally-tzdb-XXXXXX", sub[64], path[96], buf[8192];
+    FILE *in = fopen("/usr/share/zoneinfo/Europe/Berlin", "rb"), *out;
+    size_t n;
+    pricing_tz tz;
+    char err[256];
+
+    cr_assert(in && mkdtemp(dir));
+    snprintf(sub, sizeof sub, "%s/Test", dir);
+    snprintf(path, sizeof path, "%s/Zone_A", sub);
+    cr_assert_eq(mkdir(sub, 0700), 0);
+    out = fopen(path, "wb");
+    cr_assert(out);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        cr_assert_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+    setenv("TZDIR", dir, 1);
+    cr_assert_eq(tzdb_zone("Test/Zone_A", at("2026-11-28T10:00:00Z"), &tz, err, sizeof err), 0,
+                 "%s", err);
+    unlink(path);
+    rmdir(sub);
+    rmdir(dir);
+    cr_assert_eq(tzdb_zone("Test/Zone_A", at("2026-11-28T10:00:01Z"), &tz, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(tzdb_zone("Test/Zone_A", at("2029-06-01T00:00:00Z"), &tz, err, sizeof err), 0,
+                 "%s", err);
+    cr_assert_eq(tzdb_zone("Test/Zone_Gone", at("2026-11-28T10:00:00Z"), &tz, err, sizeof err), -1);
 }
 
 Test(tzdb, garbage_is_not_a_zone)
