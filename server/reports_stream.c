@@ -9,17 +9,25 @@
  * when the job has finished and nothing is left, ends the reply and frees the
  * rstream. Only the loop frees; the database thread never touches the rstream
  * after stream_work returns (the pool then runs stream_done on the loop).
+ *
+ * A COPY report (copy_sql) is read without blocking (PQgetCopyData async, a
+ * 100 ms poll on the socket between messages), so a client gone or a server
+ * stopping is noticed within 100 ms even while PostgreSQL is still computing;
+ * the COPY is then cancelled (PQcancel) and drained.
  */
 #include "reports_stream.h"
 #include "db.h"
 #include "log.h"
 #include "report_fmt.h"
+#include "reports_copy.h"
 #include "server.h"
 #include "timefmt.h"
 
 #include <errno.h>
+#include <endian.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +37,18 @@
 #define CHUNK_BYTES (128 * 1024)
 #define STALL_SECONDS 30
 #define STREAM_STOPPED 1 /* work status: the client went away or stopped reading */
+#define POLL_MS 100      /* how often a waiting database thread looks for a stop */
+
+static int stopping; /* the server is stopping (atomic): every report ends */
+
+/* Every report not yet freed, so a shutdown can wake their loops. */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct rstream *live;
+
+static int is_stopping(void)
+{
+    return __atomic_load_n(&stopping, __ATOMIC_ACQUIRE);
+}
 
 static const char sql_begin[] = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
 /* Reports are long reads: no statement timeout of the pool's size; no JIT, whose
@@ -38,6 +58,15 @@ static const char sql_nojit[] = "SET LOCAL jit = off";
 static const char sql_work_mem[] = "SET LOCAL work_mem = '64MB'"; /* hash aggregates in memory */
 static const char sql_recovery[] = "SELECT pg_is_in_recovery()";
 static const char sql_fetch[] = "FETCH 1000 FROM rpt";
+/* A copy_sql's parameters: settings local to the report's transaction (NULL -> ''). */
+static const char sql_params[] = "SELECT set_config('tally.report_1', coalesce($1, ''), true), "
+                                 "set_config('tally.report_2', coalesce($2, ''), true), "
+                                 "set_config('tally.report_3', coalesce($3, ''), true), "
+                                 "set_config('tally.report_4', coalesce($4, ''), true), "
+                                 "set_config('tally.report_5', coalesce($5, ''), true), "
+                                 "set_config('tally.report_6', coalesce($6, ''), true), "
+                                 "set_config('tally.report_7', coalesce($7, ''), true), "
+                                 "set_config('tally.report_8', coalesce($8, ''), true)";
 
 typedef struct rstream {
     http_ctx *c;
@@ -55,6 +84,7 @@ typedef struct rstream {
     long long rows;
     /* loop only */
     int started, in_flight, job_done, job_status;
+    struct rstream *prev, *next; /* the live list (live_mu) */
 } rstream;
 
 /* ---- formatting (database thread) ------------------------------------------------- */
@@ -94,18 +124,10 @@ static int parse_i64(const char *v, int64_t *out)
     return errno || end == v || *end ? -1 : 0;
 }
 
-/* A non-text cell as text into buf; *str = 1 when JSON needs it quoted. -1 on bad data. */
-static int cell_value(report_col_kind k, const char *v, char *buf, size_t cap, int *str)
+/* A number cell as text into buf; *str = 1 when JSON needs it quoted. -1 on bad data. */
+static int number_text(report_col_kind k, int64_t x, char *buf, size_t cap, int *str)
 {
-    int64_t x = 0;
-
     *str = 1;
-    if (k == RCOL_BOOL) {
-        *str = 0;
-        return snprintf(buf, cap, "%s", v[0] == 't' ? "true" : "false");
-    }
-    if (parse_i64(v, &x) != 0)
-        return -1;
     switch (k) {
     case RCOL_INT:
         *str = 0;
@@ -145,50 +167,131 @@ static int put_text(line *l, report_format f, const char *v, size_t len)
     return n < 0 ? -1 : 0;
 }
 
-static int put_cell(line *l, const report_spec *sp, const report_col *col, PGresult *r, int i,
-                    int j)
+static void put_null(line *l, report_format f)
+{
+    if (f == REPORT_JSON)
+        line_put(l, "null", 4);
+}
+
+static void put_bool(line *l, int v)
+{
+    line_put(l, v ? "true" : "false", v ? 4 : 5);
+}
+
+static int put_number(line *l, report_format f, report_col_kind k, int64_t x)
 {
     char buf[64];
     int str, n;
 
+    if ((n = number_text(k, x, buf, sizeof buf, &str)) < 0 || (size_t)n >= sizeof buf)
+        return -1;
+    if (f == REPORT_JSON && str)
+        line_put(l, "\"", 1);
+    line_put(l, buf, (size_t)n);
+    if (f == REPORT_JSON && str)
+        line_put(l, "\"", 1);
+    return 0;
+}
+
+/* A cell from a cursor row (text). */
+static int put_cell(line *l, const report_spec *sp, const report_col *col, PGresult *r, int i,
+                    int j)
+{
+    const char *v = PQgetvalue(r, i, j);
+    int64_t x = 0;
+
     if (PQgetisnull(r, i, j)) {
-        if (sp->format == REPORT_JSON)
-            line_put(l, "null", 4);
+        put_null(l, sp->format);
         return 0;
     }
     if (col->kind == RCOL_TEXT)
-        return put_text(l, sp->format, PQgetvalue(r, i, j), (size_t)PQgetlength(r, i, j));
-    if ((n = cell_value(col->kind, PQgetvalue(r, i, j), buf, sizeof buf, &str)) < 0 ||
-        (size_t)n >= sizeof buf)
+        return put_text(l, sp->format, v, (size_t)PQgetlength(r, i, j));
+    if (col->kind == RCOL_BOOL) {
+        put_bool(l, v[0] == 't');
+        return 0;
+    }
+    if (parse_i64(v, &x) != 0)
         return -1;
-    if (sp->format == REPORT_JSON && str)
-        line_put(l, "\"", 1);
-    line_put(l, buf, (size_t)n);
-    if (sp->format == REPORT_JSON && str)
-        line_put(l, "\"", 1);
+    return put_number(l, sp->format, col->kind, x);
+}
+
+/* A big-endian binary integer of 2, 4 or 8 bytes (int2, int4, int8). */
+static int be_int(const unsigned char *v, int32_t len, int64_t *out)
+{
+    uint64_t u = 0, sign;
+
+    if (len == 8) {
+        memcpy(&u, v, 8);
+        *out = (int64_t)be64toh(u);
+        return 0;
+    }
+    if (len != 2 && len != 4)
+        return -1;
+    for (int32_t i = 0; i < len; i++)
+        u = u << 8 | v[i];
+    sign = (uint64_t)1 << (len * 8 - 1);
+    *out = (int64_t)((u ^ sign) - sign);
     return 0;
+}
+
+/* A cell from a binary COPY field: len bytes at v, len < 0 for NULL. */
+static int put_binary_cell(line *l, const report_spec *sp, const report_col *col,
+                           const unsigned char *v, int32_t len)
+{
+    int64_t x = 0;
+
+    if (len < 0) {
+        put_null(l, sp->format);
+        return 0;
+    }
+    if (col->kind == RCOL_TEXT)
+        return put_text(l, sp->format, (const char *)v, (size_t)len);
+    if (col->kind == RCOL_BOOL) {
+        if (len != 1)
+            return -1;
+        put_bool(l, v[0] != 0);
+        return 0;
+    }
+    if (be_int(v, len, &x) != 0)
+        return -1;
+    return put_number(l, sp->format, col->kind, x);
+}
+
+/* Before column j of a row: the row's opening, the separator, the JSON key. */
+static void put_col_start(rstream *s, line *l, size_t j)
+{
+    const report_spec *sp = &s->spec;
+
+    if (sp->format == REPORT_CSV) {
+        if (j)
+            line_put(l, ",", 1);
+        return;
+    }
+    if (!j)
+        line_put(l, s->rows ? ",{" : "{", s->rows ? 2 : 1);
+    line_put(l, j ? ",\"" : "\"", j ? 2 : 1);
+    line_put(l, sp->cols[j].name, strlen(sp->cols[j].name));
+    line_put(l, "\":", 2);
+}
+
+static void put_row_end(rstream *s, line *l)
+{
+    int json = s->spec.format == REPORT_JSON;
+
+    line_put(l, json ? "}" : "\r\n", json ? 1 : 2);
+    s->rows++;
 }
 
 static int write_row(rstream *s, line *l, PGresult *r, int i)
 {
     const report_spec *sp = &s->spec;
-    int json = sp->format == REPORT_JSON;
 
-    if (json)
-        line_put(l, s->rows ? ",{" : "{", s->rows ? 2 : 1);
     for (size_t j = 0; j < sp->ncols; j++) {
-        if (json) {
-            line_put(l, j ? ",\"" : "\"", j ? 2 : 1);
-            line_put(l, sp->cols[j].name, strlen(sp->cols[j].name));
-            line_put(l, "\":", 2);
-        } else if (j) {
-            line_put(l, ",", 1);
-        }
+        put_col_start(s, l, j);
         if (put_cell(l, sp, &sp->cols[j], r, i, (int)j) != 0)
             return -1;
     }
-    line_put(l, json ? "}" : "\r\n", json ? 1 : 2);
-    s->rows++;
+    put_row_end(s, l);
     if (sp->acc && sp->acc->row(s->acc, r, i) != 0)
         return -1;
     return 0;
@@ -247,18 +350,36 @@ static int write_tail(rstream *s, struct evbuffer *out)
 
 /* ---- the database thread ---------------------------------------------------------- */
 
-/* Hand buf (taken) to the loop. 0, or -1 when the client is gone or stopped reading. */
+/* 1 when the report should stop: the client went away or the server is stopping. */
+static int should_stop(rstream *s)
+{
+    int gone;
+
+    if (is_stopping())
+        return 1;
+    pthread_mutex_lock(&s->mu);
+    gone = s->gone;
+    pthread_mutex_unlock(&s->mu);
+    return gone;
+}
+
+/* Hand buf (taken) to the loop. 0, or -1 when the client is gone or stopped
+ * reading (nothing taken for STALL_SECONDS), or the server is stopping. */
 static int hand_off(rstream *s, struct evbuffer *buf)
 {
-    struct timespec deadline;
-    int rc = 0;
+    struct timespec slice;
 
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += STALL_SECONDS;
     pthread_mutex_lock(&s->mu);
-    while (s->ready && !s->gone && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&s->cv, &s->mu, &deadline);
-    if (s->ready || s->gone) {
+    for (int waited = 0;
+         s->ready && !s->gone && !is_stopping() && waited < STALL_SECONDS * 1000 / POLL_MS;
+         waited++) {
+        clock_gettime(CLOCK_REALTIME, &slice);
+        slice.tv_nsec += POLL_MS * 1000000L;
+        slice.tv_sec += slice.tv_nsec / 1000000000L;
+        slice.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->cv, &s->mu, &slice);
+    }
+    if (s->ready || s->gone || is_stopping()) {
         pthread_mutex_unlock(&s->mu);
         evbuffer_free(buf);
         return -1;
@@ -270,6 +391,19 @@ static int hand_off(rstream *s, struct evbuffer *buf)
     return 0;
 }
 
+/* Hand the buffer over once it holds a chunk's worth: DB_OK, STREAM_STOPPED or DB_FAILED. */
+static int maybe_hand_off(rstream *s, struct evbuffer **bufp)
+{
+    struct evbuffer *full = *bufp;
+
+    if (evbuffer_get_length(full) < CHUNK_BYTES)
+        return DB_OK;
+    *bufp = evbuffer_new();
+    if (hand_off(s, full) != 0)
+        return STREAM_STOPPED;
+    return *bufp ? DB_OK : DB_FAILED;
+}
+
 static int fetch_all(db_conn *db, rstream *s, struct evbuffer **bufp)
 {
     line *l = malloc(sizeof *l);
@@ -278,8 +412,12 @@ static int fetch_all(db_conn *db, rstream *s, struct evbuffer **bufp)
     if (!l)
         return DB_FAILED;
     for (int n = FETCH_ROWS; n == FETCH_ROWS && rc == DB_OK;) {
-        PGresult *r = db_exec(db, sql_fetch, 0, NULL);
-        if (!r) {
+        PGresult *r;
+        if (is_stopping()) {
+            rc = STREAM_STOPPED;
+            break;
+        }
+        if (!(r = db_exec(db, sql_fetch, 0, NULL))) {
             rc = db_last_status(db);
             break;
         }
@@ -291,20 +429,76 @@ static int fetch_all(db_conn *db, rstream *s, struct evbuffer **bufp)
                 rc = DB_FAILED;
         line_flush(l);
         PQclear(r);
-        if (rc == DB_OK && evbuffer_get_length(*bufp) >= CHUNK_BYTES) {
-            struct evbuffer *full = *bufp;
-            *bufp = evbuffer_new();
-            if (hand_off(s, full) != 0)
-                rc = STREAM_STOPPED;
-            else if (!*bufp)
-                rc = DB_FAILED;
-        }
+        if (rc == DB_OK)
+            rc = maybe_hand_off(s, bufp);
     }
     free(l);
     return rc;
 }
 
-static int open_cursor(db_conn *db, rstream *s)
+/* A COPY report's rows, formatted into *bufp and handed over a chunk at a time. */
+typedef struct copy_ctx {
+    rstream *s;
+    line *l;
+    struct evbuffer **bufp;
+} copy_ctx;
+
+static int copy_row(void *arg, int n, const unsigned char *const *vals, const int32_t *lens)
+{
+    copy_ctx *x = arg;
+    const report_spec *sp = &x->s->spec;
+
+    if ((size_t)n != sp->ncols)
+        return DB_FAILED;
+    for (size_t j = 0; j < sp->ncols; j++) {
+        put_col_start(x->s, x->l, j);
+        if (put_binary_cell(x->l, sp, &sp->cols[j], vals[j], lens[j]) != 0)
+            return DB_FAILED;
+    }
+    put_row_end(x->s, x->l);
+    return 0;
+}
+
+static int copy_batch(void *arg)
+{
+    copy_ctx *x = arg;
+    int st;
+
+    if (evbuffer_get_length(*x->bufp) + x->l->len < CHUNK_BYTES)
+        return 0;
+    line_flush(x->l);
+    st = maybe_hand_off(x->s, x->bufp);
+    x->l->out = *x->bufp;
+    return st;
+}
+
+static int copy_stop(void *arg)
+{
+    copy_ctx *x = arg;
+
+    return should_stop(x->s) ? STREAM_STOPPED : 0;
+}
+
+static int copy_all(db_conn *db, rstream *s, struct evbuffer **bufp)
+{
+    static const report_copy_ops ops = {copy_row, copy_batch, copy_stop};
+    line *l = malloc(sizeof *l);
+    copy_ctx x = {s, l, bufp};
+    int st;
+
+    if (!l)
+        return DB_FAILED;
+    l->out = *bufp;
+    l->len = 0;
+    st = reports_copy_run(db_pgconn(db), s->spec.copy_sql, &ops, &x);
+    if (st == DB_OK)
+        line_flush(l);
+    free(l);
+    return st;
+}
+
+/* The report's transaction: one read-only snapshot, its settings, where it runs. */
+static int open_tx(db_conn *db, rstream *s)
 {
     PGresult *r;
     int st;
@@ -318,7 +512,34 @@ static int open_cursor(db_conn *db, rstream *s)
         return db_last_status(db);
     s->replica = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
+    return DB_OK;
+}
+
+static int open_cursor(db_conn *db, rstream *s)
+{
+    PGresult *r;
+    int st;
+
+    if ((st = open_tx(db, s)) != DB_OK)
+        return st;
     if (!(r = db_exec(db, s->spec.declare_sql, s->spec.nparams, (const char *const *)s->params)))
+        return db_last_status(db);
+    PQclear(r);
+    return DB_OK;
+}
+
+/* A COPY report: the transaction, then its parameters as transaction-local settings. */
+static int open_copy(db_conn *db, rstream *s)
+{
+    const char *p[REPORT_MAX_PARAMS] = {0};
+    PGresult *r;
+    int st;
+
+    if ((st = open_tx(db, s)) != DB_OK)
+        return st;
+    for (int i = 0; i < s->spec.nparams && i < REPORT_MAX_PARAMS; i++)
+        p[i] = s->params[i];
+    if (!(r = db_exec(db, sql_params, REPORT_MAX_PARAMS, p)))
         return db_last_status(db);
     PQclear(r);
     return DB_OK;
@@ -332,8 +553,10 @@ static int stream_work(db_conn *db, void *arg)
 
     if (s->handed)
         return DB_FAILED; /* never re-run a report whose start was sent */
+    if (is_stopping())
+        return STREAM_STOPPED;
     s->rows = 0;
-    if ((st = open_cursor(db, s)) != DB_OK)
+    if ((st = s->spec.copy_sql ? open_copy(db, s) : open_cursor(db, s)) != DB_OK)
         goto out;
     if (s->spec.acc && !(s->acc = s->spec.acc->start())) {
         st = DB_FAILED;
@@ -343,7 +566,8 @@ static int stream_work(db_conn *db, void *arg)
         st = DB_FAILED;
         goto out;
     }
-    if ((st = fetch_all(db, s, &buf)) != DB_OK)
+    st = s->spec.copy_sql ? copy_all(db, s, &buf) : fetch_all(db, s, &buf);
+    if (st != DB_OK)
         goto out;
     if (write_tail(s, buf) != 0) {
         st = DB_FAILED;
@@ -366,8 +590,41 @@ out:
 
 /* ---- the loop --------------------------------------------------------------------- */
 
+void reports_stream_shutdown(void)
+{
+    __atomic_store_n(&stopping, 1, __ATOMIC_RELEASE);
+    pthread_mutex_lock(&live_mu);
+    for (rstream *s = live; s; s = s->next)
+        if (s->wake)
+            event_active(s->wake, 0, 0); /* its loop ends a finished report's reply now */
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_add(rstream *s)
+{
+    pthread_mutex_lock(&live_mu);
+    s->next = live;
+    if (live)
+        live->prev = s;
+    live = s;
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void live_remove(rstream *s)
+{
+    pthread_mutex_lock(&live_mu);
+    if (s->prev)
+        s->prev->next = s->next;
+    else if (live == s)
+        live = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    pthread_mutex_unlock(&live_mu);
+}
+
 static void rstream_free(rstream *s)
 {
+    live_remove(s);
     if (s->wake)
         event_free(s->wake);
     if (s->ready)
@@ -455,14 +712,20 @@ static void fail_reply(rstream *s)
     rstream_free(s);
 }
 
+/*
+ * Move the next buffer to the socket, or end the reply when the job is done.
+ * When the server is stopping, a finished job's reply ends at once, cut off,
+ * even with a chunk still on its way to a slow client.
+ */
 static void pump(rstream *s)
 {
+    int cut = s->job_done && is_stopping();
     struct evbuffer *buf;
 
-    if (s->in_flight)
+    if (s->in_flight && !cut)
         return;
     pthread_mutex_lock(&s->mu);
-    buf = s->gone ? NULL : s->ready;
+    buf = s->gone || cut ? NULL : s->ready;
     if (buf) {
         s->ready = NULL;
         pthread_cond_signal(&s->cv);
@@ -478,7 +741,7 @@ static void pump(rstream *s)
         fail_reply(s);
         return;
     }
-    http_stream_end(s->c, s->job_status == DB_OK && !s->gone);
+    http_stream_end(s->c, s->job_status == DB_OK && !s->gone && !s->in_flight && !s->ready);
     rstream_free(s);
 }
 
@@ -514,9 +777,11 @@ void reports_stream(http_ctx *c, report_spec *spec)
     for (int i = 0; i < spec->nparams && i < REPORT_MAX_PARAMS; i++)
         if (spec->params[i] && !(s->params[i] = strdup(spec->params[i])))
             goto oom;
-    if (!(s->wake = event_new(http_event_base(c), -1, 0, on_wake, s)) ||
-        db_pool_submit(http_server(c)->reports, http_event_base(c), stream_work, stream_done, s) !=
-            0)
+    if (!(s->wake = event_new(http_event_base(c), -1, 0, on_wake, s)))
+        goto oom;
+    live_add(s);
+    if (db_pool_submit(http_server(c)->reports, http_event_base(c), stream_work, stream_done, s) !=
+        0)
         goto oom;
     return;
 oom:

@@ -15,6 +15,19 @@
  * Every report reads one snapshot (REPEATABLE READ, READ ONLY: also valid on
  * a hot standby) and says whether it was served by a replica (the JSON field
  * "served_by_replica" and the header X-Tally-Replica: true|false).
+ *
+ * Rows come either from a cursor (declare_sql, FETCHed 1 000 rows at a time
+ * into a PGresult: reports with totals kept while they stream) or, faster,
+ * from COPY ... TO STDOUT (FORMAT binary) (copy_sql): rows arrive as a byte
+ * stream of binary tuples (integers as 8 big-endian bytes, text as is), read
+ * without blocking on the database thread, decoded and formatted there. COPY
+ * takes no bind parameters, so a copy_sql reads its parameters from settings
+ * local to the report's transaction (REPORT_PARAM), set from the spec's
+ * params with set_config() - values are never spliced into SQL text.
+ *
+ * Shutdown: reports_stream_shutdown() makes every report stop within about
+ * 100 ms (its reply is cut off: no last chunk, the connection closed), and
+ * reports that have not started yet answer 503.
  */
 #ifndef TALLY_REPORTS_STREAM_H
 #define TALLY_REPORTS_STREAM_H
@@ -56,6 +69,9 @@ typedef struct report_acc_ops {
 typedef struct report_spec {
     const char *name;        /* "usage": the JSON "report" field, the CSV file name */
     const char *declare_sql; /* static: "DECLARE rpt NO SCROLL CURSOR FOR SELECT ..." */
+    const char *copy_sql;    /* static, instead of declare_sql: "COPY (SELECT ...) TO STDOUT
+                                (FORMAT binary)" with REPORT_PARAM(n); non-text columns int8
+                                (or int4/int2), bool for RCOL_BOOL; acc must be NULL */
     const report_col *cols;  /* one per output column, in order */
     size_t ncols;
     int nparams;
@@ -67,6 +83,18 @@ typedef struct report_spec {
 
 /* The cursor every declare_sql must name. */
 #define REPORT_DECLARE "DECLARE rpt NO SCROLL CURSOR FOR "
+
+/* Parameter n (1-based) of a copy_sql as the SQL type `type`, NULL when the
+ * spec's param is NULL; evaluated once per statement (an InitPlan), so it is
+ * usable as an index bound and costs nothing per row. */
+#define REPORT_PARAM(n, type)                                                                      \
+    "(SELECT nullif(current_setting('tally.report_" #n "'), '')::" type ")"
+#define REPORT_COPY "COPY ("
+#define REPORT_COPY_END ") TO STDOUT (FORMAT binary)"
+
+/* reports_stream_shutdown - stop every running report (the server is stopping);
+ * safe from any thread. */
+void reports_stream_shutdown(void);
 
 /* reports_stream - run spec on the reports pool and stream the reply to c. */
 void reports_stream(http_ctx *c, report_spec *spec);

@@ -7,27 +7,31 @@
  * `fees` the platform's share (fee_micros) and `net` = amount - fees, the
  * provider's share. Reversals are rows with negative amounts, so every sum is
  * already net of them. Records belong to the range by their start time.
+ *
+ * The rows come from COPY (binary) (reports_stream.h): PostgreSQL sends
+ * integers, tallyd formats the cells, in CSV or JSON alike.
  */
 #include "reports_usage.h"
 
 #include <string.h>
 
-/* A record's discount: its negative tenant line items (most records have none:
- * the jsonpath test is much cheaper than unnesting), a reversal's is minus its
- * original's. */
+/* A record's discount: its stored discount_micros (the negative tenant line
+ * items, migrations/0011), a reversal's is minus its original's. */
 #define U_DISC                                                                                     \
-    "CASE WHEN u.reverses IS NULL THEN CASE WHEN jsonb_path_exists(u.lines, '$[*] ? (@.payer == "  \
-    "\"tenant\" && @.amount < 0)') THEN (SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM "    \
-    "jsonb_array_elements(u.lines) l WHERE l->>'payer' = 'tenant' AND (l->>'amount')::bigint < "   \
-    "0) "                                                                                          \
-    "ELSE 0 END ELSE -(SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM usage_records v "      \
-    "CROSS "                                                                                       \
-    "JOIN LATERAL jsonb_array_elements(v.lines) l WHERE v.provider_id = u.provider_id AND "        \
-    "v.record_id = u.reverses AND l->>'payer' = 'tenant' AND (l->>'amount')::bigint < 0) END"
+    "CASE WHEN u.reverses IS NULL THEN u.discount_micros ELSE -coalesce((SELECT "                  \
+    "v.discount_micros "                                                                           \
+    "FROM usage_records v WHERE v.provider_id = u.provider_id AND v.record_id = u.reverses), 0) "  \
+    "END"
+
+#define P_FROM REPORT_PARAM(1, "timestamptz")
+#define P_TO REPORT_PARAM(2, "timestamptz")
+#define P_TENANT REPORT_PARAM(3, "text")
+#define P_PROVIDER REPORT_PARAM(4, "text")
 
 #define U_RANGE                                                                                    \
-    "u.start_at >= $1::timestamptz AND u.start_at < $2::timestamptz AND ($4::text IS NULL OR "     \
-    "u.provider_id = $4)"
+    "u.start_at >= " P_FROM " AND u.start_at < " P_TO " AND (" P_PROVIDER                          \
+    " IS NULL OR u.provider_id = " P_PROVIDER ")"
+#define U_TENANT "(" P_TENANT " IS NULL OR o.tenant_id = " P_TENANT ")"
 
 /*
  * Grouped: records are summed per (order, usage-side key, currency) first, and
@@ -36,34 +40,36 @@
  * see thousands of rows, not millions.
  */
 #define U_GROUPED(inner_key, outer_key)                                                            \
-    REPORT_DECLARE "SELECT " outer_key ", a.currency, sum(a.n)::bigint, sum(a.mcu)::bigint, "      \
-                   "sum(a.dms)::bigint, (sum(a.amt) - sum(a.disc))::bigint, sum(a.disc)::bigint, " \
-                   "sum(a.amt)::bigint, sum(a.fee)::bigint, (sum(a.amt) - sum(a.fee))::bigint "    \
-                   "FROM (SELECT u.order_id, " inner_key " AS k, u.currency, count(*) AS n, "      \
-                   "sum(u.mcu) AS mcu, sum(u.device_ms) AS dms, sum(u.amount_micros) AS amt, "     \
-                   "sum(" U_DISC                                                                   \
-                   ") AS disc, sum(u.fee_micros) AS fee FROM usage_records u WHERE " U_RANGE       \
-                   " GROUP BY 1, 2, 3) a JOIN orders o ON o.id = a.order_id JOIN offers "          \
-                   "f ON f.id = o.offer_id WHERE ($3::text IS NULL OR o.tenant_id = $3) GROUP BY " \
-                   "1, 2 ORDER BY 1, 2"
+    REPORT_COPY "SELECT " outer_key ", a.currency, sum(a.n)::bigint, sum(a.mcu)::bigint, "         \
+                "sum(a.dms)::bigint, (sum(a.amt) - sum(a.disc))::bigint, sum(a.disc)::bigint, "    \
+                "sum(a.amt)::bigint, sum(a.fee)::bigint, (sum(a.amt) - sum(a.fee))::bigint "       \
+                "FROM (SELECT u.order_id, " inner_key " AS k, u.currency, count(*) AS n, "         \
+                "sum(u.mcu) AS mcu, sum(u.device_ms) AS dms, sum(u.amount_micros) AS amt, "        \
+                "sum(" U_DISC                                                                      \
+                ") AS disc, sum(u.fee_micros) AS fee FROM usage_records u WHERE " U_RANGE          \
+                " GROUP BY 1, 2, 3) a JOIN orders o ON o.id = a.order_id JOIN offers "             \
+                "f ON f.id = o.offer_id WHERE " U_TENANT " GROUP BY 1, 2 ORDER BY 1, "             \
+                "2" REPORT_COPY_END
 
 static const char *const group_names[] = {"tenant", "provider", "device", "region",
                                           "day",    "offer",    "record"};
 
+/* COPY (binary) statements: every non-text column is int8. */
 static const char *const group_sql[] = {
     U_GROUPED("NULL::text", "o.tenant_id"),
     U_GROUPED("u.provider_id", "a.k"),
     U_GROUPED("u.device_id", "a.k"),
     U_GROUPED("NULL::text", "f.region"),
-    U_GROUPED("to_char(u.start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')", "a.k"),
+    /* a date per record (cheap), its text per group */
+    U_GROUPED("(u.start_at AT TIME ZONE 'UTC')::date", "to_char(a.k, 'YYYY-MM-DD')"),
     U_GROUPED("NULL::text", "o.offer_id"),
-    REPORT_DECLARE "SELECT u.id, u.record_id, u.provider_id, o.tenant_id, u.order_id, o.offer_id, "
-                   "f.region, u.device_id, u.count, u.start_ms, u.end_ms, u.currency, u.mcu, "
-                   "u.device_ms, u.amount_micros - d.disc, d.disc, u.amount_micros, u.fee_micros, "
-                   "u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses FROM "
-                   "usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = "
-                   "o.offer_id CROSS JOIN LATERAL (SELECT " U_DISC " AS disc) d WHERE " U_RANGE
-                   " AND ($3::text IS NULL OR o.tenant_id = $3) ORDER BY u.id",
+    REPORT_COPY "SELECT u.id, u.record_id, u.provider_id, o.tenant_id, u.order_id, o.offer_id, "
+                "f.region, u.device_id, u.count::bigint, u.start_ms, u.end_ms, u.currency, u.mcu, "
+                "u.device_ms, u.amount_micros - d.disc, d.disc, u.amount_micros, u.fee_micros, "
+                "u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses FROM "
+                "usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = "
+                "o.offer_id CROSS JOIN LATERAL (SELECT " U_DISC " AS disc) d WHERE " U_RANGE
+                " AND " U_TENANT " ORDER BY u.id" REPORT_COPY_END,
 };
 
 #define SUM_COLS                                                                                   \
@@ -117,7 +123,7 @@ void reports_usage_spec(report_spec *spec, int group, const char *from, const ch
 {
     memset(spec, 0, sizeof *spec);
     spec->name = "usage";
-    spec->declare_sql = group_sql[group];
+    spec->copy_sql = group_sql[group];
     spec->cols = group_cols[group].cols;
     spec->ncols = group_cols[group].n;
     spec->nparams = 4;

@@ -13,6 +13,7 @@
 #include "market_cache.h"
 #include "market_failover.h"
 #include "probe.h"
+#include "reports_stream.h"
 #include "server.h"
 
 #include <errno.h>
@@ -174,6 +175,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     log_info("server", "received %s; draining in-flight requests",
              sig == SIGINT ? "SIGINT" : "SIGTERM");
+    reports_stream_shutdown(); /* streaming reports end now, cut off */
     for (int i = 0; i < s->nworkers; i++)
         event_base_once(s->workers[i].base, -1, EV_TIMEOUT, worker_stop_accepting, &s->workers[i],
                         &zero);

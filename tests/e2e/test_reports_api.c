@@ -7,7 +7,8 @@
  * reconciliation are read and checked by hand; then the database is tampered
  * with as its owner (the append-only trigger disabled for a moment) and the
  * reconciliation must name the broken rows. Last, a client that walks away
- * from a large streamed report stops the report's cursor.
+ * from a large streamed report stops the report's query, and a SIGTERM during
+ * a large report cuts it off (no last chunk) and tallyd exits cleanly at once.
  *
  * Hand-checked money (as in test_market_api.c): 3.60 USD per device-hour, 8
  * devices x 10 s per record = 0.080000 USD; the platform takes 5 % from the
@@ -405,28 +406,49 @@ Test(reports_api, reconciliation_empty_then_lists_tampering)
     http_resp_free(&r);
 }
 
-/* Open a raw connection, ask for path, read about want bytes of the reply, close. */
-static size_t read_some_and_leave(const char *path, const char *k, size_t want)
+/* Open a raw connection, ask for path, read about want bytes of the reply; the socket. */
+static int open_report(const char *path, const char *k, size_t want, size_t *got)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)srv.port)};
     char req[512], buf[16384];
-    size_t got = 0;
     int fd = socket(AF_INET, SOCK_STREAM, 0);
 
+    *got = 0;
     cr_assert_geq(fd, 0);
     inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
     snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n",
              path, k);
     cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
-    while (got < want) {
+    while (*got < want) {
         ssize_t n = read(fd, buf, sizeof buf);
         if (n <= 0)
             break;
-        got += (size_t)n;
+        *got += (size_t)n;
     }
-    close(fd);
+    return fd;
+}
+
+/* Open a raw connection, ask for path, read about want bytes of the reply, close. */
+static size_t read_some_and_leave(const char *path, const char *k, size_t want)
+{
+    size_t got;
+
+    close(open_report(path, k, want, &got));
     return got;
+}
+
+/* 100 000 copies of r1 straight into the table (a fixture, not through the API). */
+static void big_fixture(void)
+{
+    sql1("INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, count, "
+         "start_at, end_at, start_ms, end_ms, work_mcu, mcu, device_ms, currency, amount_micros, "
+         "fee_micros, period, billed_period, lines, key_id, signature, canonical, record_hash, "
+         "batch_id, settlement_id) SELECT 'use_0' || lpad(upper(to_hex(g)), 25, '0'), "
+         "provider_id, 'fx-' || g, order_id, device_id, count, start_at, end_at, start_ms, end_ms, "
+         "work_mcu, mcu, device_ms, currency, amount_micros, fee_micros, period, billed_period, "
+         "lines, key_id, signature, canonical, record_hash, batch_id, settlement_id FROM "
+         "usage_records, generate_series(1, 100000) g WHERE record_id = 'r1' RETURNING 1");
 }
 
 Test(reports_api, client_leaving_a_large_report_stops_its_cursor)
@@ -436,22 +458,14 @@ Test(reports_api, client_leaving_a_large_report_stops_its_cursor)
     int i;
 
     activity();
-    /* fixture: 100 000 copies of r1 straight into the table (not through the API) */
-    sql1("INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, count, "
-         "start_at, end_at, start_ms, end_ms, work_mcu, mcu, device_ms, currency, amount_micros, "
-         "fee_micros, period, billed_period, lines, key_id, signature, canonical, record_hash, "
-         "batch_id, settlement_id) SELECT 'use_0' || lpad(upper(to_hex(g)), 25, '0'), "
-         "provider_id, 'fx-' || g, order_id, device_id, count, start_at, end_at, start_ms, end_ms, "
-         "work_mcu, mcu, device_ms, currency, amount_micros, fee_micros, period, billed_period, "
-         "lines, key_id, signature, canonical, record_hash, batch_id, settlement_id FROM "
-         "usage_records, generate_series(1, 100000) g WHERE record_id = 'r1' RETURNING 1");
+    big_fixture();
     cr_assert_gt(
         read_some_and_leave("/v1/reports/usage?group_by=record&format=csv", key(fin), 65536), 4096,
         "the report started at once");
-    /* the stream notices at its next chunk and its transaction ends */
+    /* the stream notices at its next chunk and its statement (a COPY) ends */
     for (i = 0; i < 100; i++) {
-        busy = sql1("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'FETCH%' AND state "
-                    "<> 'idle'");
+        busy = sql1("SELECT count(*) FROM pg_stat_activity WHERE (query LIKE 'FETCH%' OR query "
+                    "LIKE 'COPY%') AND state <> 'idle' AND pid <> pg_backend_pid()");
         if (!strcmp(busy, "0"))
             break;
         usleep(100000);
@@ -475,4 +489,39 @@ Test(reports_api, client_leaving_a_large_report_stops_its_cursor)
         cr_assert_gt(r.len, 10u * 131072, "more than ten chunks' worth");
     }
     http_resp_free(&r);
+}
+
+Test(reports_api, sigterm_during_a_report_cuts_it_off_and_exits_cleanly)
+{
+    static const char last_chunk[] = "0\r\n\r\n";
+    char buf[65536], tail[sizeof last_chunk - 1] = {0};
+    struct timespec t0, t1;
+    size_t got, after = 0;
+    ssize_t n;
+    double secs;
+    int fd;
+
+    activity();
+    big_fixture();
+    /* a client reads the start of a 33 MB export, then stops reading */
+    fd = open_report("/v1/reports/usage?group_by=record&format=csv", key(fin), 65536, &got);
+    cr_assert_gt(got, 4096, "the report started");
+    /* tallyd is asked to stop: tallyd_stop sends SIGTERM and asserts exit status 0 and
+     * no sanitizer report */
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    tallyd_stop(&srv);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_lt(secs, 5.0, "a streaming report held the shutdown for %.1f s", secs);
+    /* what was still on its way ends without the last chunk: visibly cut off */
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+        size_t k = (size_t)n < sizeof tail ? (size_t)n : sizeof tail;
+        memmove(tail, tail + k, sizeof tail - k);
+        memcpy(tail + sizeof tail - k, buf + n - k, k);
+        after += (size_t)n;
+    }
+    close(fd);
+    cr_assert(memcmp(tail, last_chunk, sizeof tail) != 0, "a cut-off report must not look whole");
+    cr_assert_lt(got + after, 20u << 20, "the report stopped (%zu bytes of about 33 MB)",
+                 got + after);
 }
