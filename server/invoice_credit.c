@@ -34,6 +34,10 @@ static const char sql_invoice[] =
     "0) FROM jsonb_array_elements(i.lines) x WHERE x->>'payer' = 'tenant') - (SELECT "
     "coalesce(sum(n.amount_micros), 0) FROM credit_notes n WHERE n.invoice_id = i.id) "
     "FROM invoices i WHERE i.id = $1";
+/* Serialises the credit notes of one invoice (see the top of this file). */
+static const char sql_lock[] = "SELECT pg_advisory_lock(hashtextextended('credit-note:' || $1, 0))";
+static const char sql_unlock[] =
+    "SELECT pg_advisory_unlock(hashtextextended('credit-note:' || $1, 0))";
 static const char sql_by_txn[] =
     "SELECT id, number, document, kid, signature FROM credit_notes WHERE txn_id = $1";
 static const char sql_next[] =
@@ -253,13 +257,13 @@ static int replay(db_conn *db, const cn_ctx *x, json_t **body)
     return found;
 }
 
-int invoice_credit_note(tally_server *srv, db_conn *db, const invoice_credit_req *rq, int *status,
-                        json_t **body)
+/* Check, move the money, store the note: under the invoice's lock. */
+static int credit_locked(tally_server *srv, db_conn *db, const invoice_credit_req *rq, int *status,
+                         json_t **body)
 {
     cn_ctx x = {.rq = rq};
     int rc;
 
-    *status = 0;
     if ((rc = load(db, &x, status, body)) != DB_OK || *status)
         return rc;
     if ((rc = move_money(srv, db, &x, status, body)) != DB_OK || *status)
@@ -278,5 +282,22 @@ int invoice_credit_note(tally_server *srv, db_conn *db, const invoice_credit_req
         *status = 201;
     else
         json_decref(*body), *body = NULL;
+    return rc;
+}
+
+int invoice_credit_note(tally_server *srv, db_conn *db, const invoice_credit_req *rq, int *status,
+                        json_t **body)
+{
+    const char *p[] = {rq->invoice_id};
+    PGresult *r;
+    int rc;
+
+    *status = 0;
+    if (!(r = db_exec(db, sql_lock, 1, p)))
+        return db_last_status(db);
+    PQclear(r);
+    rc = credit_locked(srv, db, rq, status, body);
+    if ((r = db_exec(db, sql_unlock, 1, p)))
+        PQclear(r); /* a failure here means the connection is gone, and the lock with it */
     return rc;
 }

@@ -552,3 +552,78 @@ Test(invoices_api, concurrent_finalisations_are_gap_free)
     }
     cr_assert_str_eq(sql1("SELECT last FROM invoice_counters WHERE series = 'INV'"), "8");
 }
+
+/* ---- credit notes racing for one invoice's remainder are serialised --------------------- */
+
+#define CN_ROUNDS 4
+
+struct cn_arg {
+    char path[128], idem[32];
+    long status;
+};
+
+static void *credit_one(void *p)
+{
+    struct cn_arg *a = p;
+    http_resp r = post(a->path, key(fin), a->idem, "{\"amount\":\"0.60\",\"reason\":\"race\"}");
+
+    a->status = r.status;
+    http_resp_free(&r);
+    return NULL;
+}
+
+Test(invoices_api, racing_credit_notes_never_exceed_the_invoice)
+{
+    char path[128], hold[48], sql[768];
+    http_resp r;
+
+    /* a wallet, and the platform's revenue account (a capture without a provider) */
+    deposit(ten, "10.00");
+    r = post("/v1/ledger/holds", key(ten), "h-cn",
+             "{\"currency\":\"USD\",\"amount\":\"1\",\"expires_in_s\":60}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(hold, sizeof hold, "%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/ledger/holds/%s/capture", hold);
+    r = post(path, srv.admin_key, NULL, "{\"amount\":\"1\"}");
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+
+    for (int round = 0; round < CN_ROUNDS; round++) {
+        struct cn_arg a[2];
+        pthread_t th[2];
+        char inv[48];
+        int created = 0, refused = 0;
+
+        /* a final invoice of 1.00 made directly (finalisation is tested above) */
+        snprintf(sql, sizeof sql,
+                 "INSERT INTO invoices (id, tenant_id, period, currency, state, seq, number, "
+                 "lines, records, total_micros, document, kid, signature, finalized_at) VALUES "
+                 "(tally_invoice_new_id('inv'), '%s', '2025-0%d', 'USD', 'final', %d, "
+                 "'INV-RACE-%d', '[{\"payer\":\"tenant\",\"amount\":1000000}]', 1, 1000000, "
+                 "'{}', 'k', repeat('0', 128), now()) RETURNING id",
+                 sv(ten, "id"), round + 1, 9000 + round, round);
+        snprintf(inv, sizeof inv, "%s", sql1(sql));
+        /* two notes of 0.60 at once: together they would exceed the 1.00 total */
+        for (int i = 0; i < 2; i++) {
+            snprintf(a[i].path, sizeof a[i].path, "/v1/invoices/%s/credit-notes", inv);
+            snprintf(a[i].idem, sizeof a[i].idem, "race-%d-%d", round, i);
+            cr_assert_eq(pthread_create(&th[i], NULL, credit_one, &a[i]), 0);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            created += a[i].status == 201;
+            refused += a[i].status == 422;
+        }
+        cr_assert_eq(created, 1, "round %d: one note of 0.60 fits (%ld, %ld)", round, a[0].status,
+                     a[1].status);
+        cr_assert_eq(refused, 1, "round %d: the other exceeds the rest (%ld, %ld)", round,
+                     a[0].status, a[1].status);
+        snprintf(sql, sizeof sql,
+                 "SELECT (SELECT coalesce(sum(amount_micros), 0) FROM credit_notes WHERE "
+                 "invoice_id = '%s') || '/' || (SELECT count(*) FROM ledger_transactions WHERE "
+                 "invoice_id = '%s')",
+                 inv, inv);
+        cr_assert_str_eq(sql1(sql), "600000/1", "round %d: credited once, moved once", round);
+    }
+}
