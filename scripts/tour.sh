@@ -157,7 +157,7 @@ call POST /v1/quotes "$TENANT" "{\"policy_id\": \"$POLICY\",
 expect 201 '"total":"26.795776"' '"provider_net":"25.455987"' '"alg":"Ed25519"'
 QUOTE=$(field id quo_)
 
-# -- money in, then the order honouring the quote (hold = total + 10 %)
+# -- money in, then the order honouring the quote (hold: the price at p90 + 10 %)
 call POST /v1/ledger/deposits "$FINANCE" \
     "{\"tenant_id\": \"$TENANT_ID\", \"currency\": \"USD\", \"amount\": \"100.00\"}" \
     -H "Idempotency-Key: wire-$run"
@@ -165,8 +165,10 @@ expect 201 '"kind":"deposit"' '"balance_after":"100.000000"'
 call POST /v1/orders "$TENANT" "{\"quote_id\": \"$QUOTE\", \"device\": \"nvidia-h100-sxm\",
     \"count\": 8, \"profile\": \"llm-train\", \"work_mcu\": 11397888, \"offer_id\": \"$OFFER\"}" \
     -H 'Idempotency-Key: order-0001'
-expect 201 '"state":"placed"' "\"quote_id\":\"$QUOTE\"" '"priced":"26.795776"' '"amount":"29.475354"'
+expect 201 '"state":"placed"' "\"quote_id\":\"$QUOTE\"" '"priced":"26.795776"' '"hold":{"id":"hold_'
 ORDER=$(field id ord_)
+HOLD=$(grep -o '"hold":{"id":"[^"]*","amount":"[^"]*"' <<<"$BODY" | cut -d'"' -f10)
+[ "$(micros "$HOLD")" -ge $((26795776 * 11 / 10)) ] || fail "hold $HOLD is below the price plus 10 %"
 START=$(grep -o '"window":{"start":"[^"]*"' <<<"$BODY" | cut -d'"' -f6)
 
 # -- the provider's signed usage: the first 10 s of the order
