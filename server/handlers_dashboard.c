@@ -11,10 +11,16 @@
  * for the key once (a form), keeps it in sessionStorage (gone when the tab
  * closes, never in a cookie or URL) and fetches the JSON endpoint with an
  * Authorization header. All data goes through the finance-only endpoint.
+ *
+ * The data is a report: its query runs on the reports pool
+ * (TALLY_REPORTS_DATABASE_URL, e.g. a replica), never on the main pool, where
+ * a scan of the usage table would hold a connection money-moving requests
+ * wait for.
  */
 #include "assets.h"
 #include "handlers.h"
 #include "ledger_svc.h"
+#include "server.h"
 #include "timefmt.h"
 
 #include <stdio.h>
@@ -55,6 +61,7 @@ static const char sql_dash[] =
     "ORDER BY dim, CASE WHEN dim IN ('day', 'region', 'device') THEN key END, amt DESC, key";
 
 struct dash_job {
+    http_ctx *c;
     char from[40], to[40], currency[4];
 };
 
@@ -98,6 +105,24 @@ static void dash_done(http_ctx *c, PGresult *r, void *arg)
 
 #undef V
 
+static void dash_result(int status, PGresult *r, void *arg)
+{
+    struct dash_job *j = arg;
+    http_ctx *c = j->c;
+
+    if (status == DB_OK) {
+        dash_done(c, r, j);
+        return;
+    }
+    free(j);
+    if (status == DB_FAILED)
+        http_reply_problem(c, PROB_INTERNAL, "the dashboard query failed unexpectedly", NULL);
+    else
+        http_reply_problem(c, PROB_DB_UNAVAILABLE,
+                           "the reports database is unreachable or overloaded; retry shortly",
+                           NULL);
+}
+
 static int time_param(http_ctx *c, const char *name, int64_t def_ms, char out[40])
 {
     const char *v = http_query(c, name);
@@ -133,8 +158,13 @@ void h_dashboard_data(http_ctx *c)
         return;
     }
     snprintf(j->currency, sizeof j->currency, "%s", cur ? cur : "USD");
+    j->c = c;
     {
         const char *p[] = {j->from, j->to, j->currency};
-        http_db_query(c, sql_dash, 3, p, dash_done, j, free);
+        if (db_pool_submit_query(http_server(c)->reports, http_event_base(c), sql_dash, 3, p,
+                                 dash_result, j) != 0) {
+            free(j);
+            http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
+        }
     }
 }

@@ -8,7 +8,8 @@
  * (TALLY_REPORTS_DATABASE_URL). Writes made through the API show in the
  * reports once replayed; every report says it came from a standby
  * (X-Tally-Replica, served_by_replica); and with the primary stopped, writes
- * fail but reports still work (the API key is in tallyd's auth cache).
+ * fail but reports - and the dashboard's data - still work (the API key is in
+ * tallyd's auth cache).
  */
 #include "testdb.h"
 #include "testhttp.h"
@@ -184,5 +185,10 @@ Test(reports_replica, reports_come_from_the_standby_even_with_the_primary_down)
     cr_assert_str_eq(http_header_value(&r, "x-tally-replica"), "true");
     cr_assert_str_eq(r.body,
                      "day,currency,records,cu,device_hours,gross,discounts,amount,fees,net\r\n");
+    http_resp_free(&r);
+    /* the dashboard's data is a report too: served by the standby, not the main pool */
+    r = http_request(&srv, "GET", "/v1/reports/dashboard", fkey(), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "the dashboard reads the reports database: %s", r.body);
+    cr_assert(json_is_array(json_object_get(r.json, "by_day")), "%s", r.body);
     http_resp_free(&r);
 }
