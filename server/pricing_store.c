@@ -439,6 +439,8 @@ static int read_array(const json_t *j, const char *name, int64_t *v, size_t n)
 int pstore_state_from_json(const json_t *j, pricing_state *out)
 {
     memset(out, 0, sizeof *out);
+    if (json_is_object(j) && json_object_size(j) == 0)
+        return 0; /* a seeded row nothing was charged against yet: the zero state */
     if (read_array(j, "quantity", out->quantity, PRICING_UNIT_COUNT) ||
         read_array(j, "window_base", out->window_base, PRICING_MAX_WINDOWS) ||
         read_array(j, "region_base", out->region_base, PRICING_MAX_REGIONS) ||

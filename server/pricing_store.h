@@ -88,7 +88,8 @@ int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, in
                       const char *period, pricing_state *out);
 int pstore_utilisation(db_conn *db, const char *device, const char *region, long long *ppm);
 
-/* JSON for pricing_state (integers only) and back. */
+/* JSON for pricing_state (integers only) and back; an empty object ('{}', the row a
+ * transaction seeds before it locks it) reads as the zero state. */
 json_t *pstore_state_to_json(const pricing_state *s);
 int pstore_state_from_json(const json_t *j, pricing_state *out);
 
