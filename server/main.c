@@ -388,7 +388,8 @@ static int cmd_serve(tally_config *cfg, char **argv, const int *rest, int nrest)
 
     if ((rc = opts_only(argv, rest, nrest, 1, allowed)) != 0)
         return rc;
-    if (config_check(cfg, CFG_NEED_DB | CFG_NEED_SIGNING_KEY | CFG_NEED_HASH_SECRET, err,
+    if (sched_external_check(err, sizeof err) != 0 ||
+        config_check(cfg, CFG_NEED_DB | CFG_NEED_SIGNING_KEY | CFG_NEED_HASH_SECRET, err,
                      sizeof err) != 0) {
         fprintf(stderr, "tallyd: %s\n", err);
         return EXIT_USAGE;

@@ -28,6 +28,25 @@ static void load(void)
         timeout_ms = atoi(t);
 }
 
+int sched_external_check(char *err, size_t errlen)
+{
+    const char *u = getenv("TALLY_SCHEDULER_URL"), *t = getenv("TALLY_SCHEDULER_TIMEOUT_MS");
+    char *end = NULL;
+    long v = t ? strtol(t, &end, 10) : EXT_DEFAULT_TIMEOUT_MS;
+
+    if (u && u[0] && (strncmp(u, "http://", 7) != 0 || strlen(u) >= sizeof url)) {
+        snprintf(err, errlen, "TALLY_SCHEDULER_URL: an http:// URL of at most %zu bytes",
+                 sizeof url - 1);
+        return -1;
+    }
+    if (t && (!t[0] || *end || v < 10 || v > 60000)) {
+        snprintf(err, errlen, "TALLY_SCHEDULER_TIMEOUT_MS: an integer from 10 to 60000, not '%s'",
+                 t);
+        return -1;
+    }
+    return 0;
+}
+
 const char *sched_external_url(void)
 {
     pthread_once(&once, load);

@@ -23,6 +23,10 @@
 #include <jansson.h>
 #include <stdio.h>
 
+/* sched_external_check - 0 when TALLY_SCHEDULER_URL and TALLY_SCHEDULER_TIMEOUT_MS are
+ * unset or valid; -1 with the reason in err otherwise (the server refuses to start). */
+int sched_external_check(char *err, size_t errlen);
+
 /* sched_external_url - the configured URL, or NULL when none. */
 const char *sched_external_url(void);
 

@@ -14,8 +14,9 @@ static const char *bin(void)
     return p && *p ? p : TALLY_BINARY_DIR "/bin/tallyd";
 }
 
-/* Run a shell line with tallyd as $T; returns exit status and stderr into err. */
-static int run(const char *args, char *err, size_t errlen)
+/* Run tallyd with args and the extra environment assignments vars (NAME=value ...);
+ * returns its exit status and its stderr into err. */
+static int run_env(const char *vars, const char *args, char *err, size_t errlen)
 {
     char line[2048];
     FILE *f;
@@ -23,13 +24,19 @@ static int run(const char *args, char *err, size_t errlen)
     size_t n;
     snprintf(line, sizeof line,
              "env -u TALLY_DATABASE_URL -u TALLY_SIGNING_KEY "
-             "-u TALLY_KEY_HASH_SECRET %s %s 2>&1 >/dev/null",
-             bin(), args);
+             "-u TALLY_KEY_HASH_SECRET -u TALLY_SCHEDULER_URL -u TALLY_SCHEDULER_TIMEOUT_MS "
+             "%s %s %s 2>&1 >/dev/null",
+             vars, bin(), args);
     f = popen(line, "r");
     n = fread(err, 1, errlen - 1, f);
     err[n] = '\0';
     st = pclose(f);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run(const char *args, char *err, size_t errlen)
+{
+    return run_env("", args, err, errlen);
 }
 
 static int lines(const char *s)
@@ -74,6 +81,13 @@ Test(cli, missing_or_invalid_configuration_is_one_clear_line)
                  2);
     cr_assert(strstr(err, "/nonexistent"), "%s", err);
     cr_assert_eq(lines(err), 1, "%s", err);
+    cr_assert_eq(run_env("TALLY_SCHEDULER_TIMEOUT_MS=5", "serve", err, sizeof err), 2);
+    cr_assert(strstr(err, "TALLY_SCHEDULER_TIMEOUT_MS: an integer from 10 to 60000, not '5'"), "%s",
+              err);
+    cr_assert_eq(lines(err), 1, "%s", err);
+    cr_assert_eq(run_env("TALLY_SCHEDULER_TIMEOUT_MS=1s", "serve", err, sizeof err), 2);
+    cr_assert_eq(run_env("TALLY_SCHEDULER_URL=ftp://x", "serve", err, sizeof err), 2);
+    cr_assert(strstr(err, "TALLY_SCHEDULER_URL: an http:// URL"), "%s", err);
     cr_assert_eq(run("migrate --database-url 'host=/nonexistent-dir dbname=x'", err, sizeof err),
                  1);
     cr_assert(strstr(err, "cannot connect to the database"), "%s", err);
