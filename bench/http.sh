@@ -120,7 +120,10 @@ mkdir -p "$LOG_DIR"
 # --- database ---------------------------------------------------------------------
 scripts/pg.sh destroy "$PG_DIR" >/dev/null 2>&1 || true   # leftovers of an interrupted run
 PG_STARTED=1
-scripts/pg.sh start "$PG_DIR" >/dev/null
+# The cluster must not inherit this script's other descriptors: run under
+# `flock LOCKFILE bash bench/http.sh`, a postmaster holding the lock file open
+# would keep the benchmark lock held for as long as it runs.
+scripts/pg.sh start "$PG_DIR" >/dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 export TALLY_DATABASE_URL
 TALLY_DATABASE_URL=$(scripts/pg.sh url "$PG_DIR")
 
