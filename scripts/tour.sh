@@ -8,8 +8,9 @@
 # Only the admin key is needed: the tour creates its own tenant, provider and
 # finance accounts, provider key, policies and offer, all named with a run
 # suffix, so it can run again on the same database. Needs curl, openssl (3.x,
-# for Ed25519) and GNU date; `tallyd verify` runs when build/bin/tallyd and
-# the .tally/pg cluster (or TALLY_DATABASE_URL) are there.
+# for Ed25519) and GNU date; `tallyd verify` runs when build/bin/tallyd (or
+# TALLY_TALLYD) and the .tally/pg cluster (or TALLY_DATABASE_URL) are there.
+# tests/e2e/test_readme_tour.c runs it against the test harness's tallyd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -208,9 +209,10 @@ call GET /v1/reports/dashboard "$FINANCE"
 expect 200 '"by_day":' '"top_tenants":'
 
 # -- the ledger verifies offline; metrics and the API contract
-if [ -x build/bin/tallyd ] && { [ -n "${TALLY_DATABASE_URL:-}" ] || bash scripts/pg.sh status .tally/pg >/dev/null 2>&1; }; then
+tallyd=${TALLY_TALLYD:-build/bin/tallyd}
+if [ -x "$tallyd" ] && { [ -n "${TALLY_DATABASE_URL:-}" ] || bash scripts/pg.sh status .tally/pg >/dev/null 2>&1; }; then
     step=$((step + 1))
-    TALLY_DATABASE_URL=${TALLY_DATABASE_URL:-$(bash scripts/pg.sh url .tally/pg)} build/bin/tallyd verify ||
+    TALLY_DATABASE_URL=${TALLY_DATABASE_URL:-$(bash scripts/pg.sh url .tally/pg)} "$tallyd" verify ||
         { CODE=- BODY=; fail "tallyd verify failed"; }
 fi
 call GET /metrics ""
