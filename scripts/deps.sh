@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(gcc make cmake pkg-config libevent-dev libpq-dev libjansson-dev libsodium-dev
-      libcriterion-dev libcurl4-openssl-dev zlib1g-dev postgresql postgresql-client curl ca-certificates
+      libcriterion-dev libcurl4-openssl-dev zlib1g-dev postgresql postgresql-client curl ca-certificates openssl
       clang-format cppcheck)
 if [ "${TALLY_DEPS_BENCH:-0}" = 1 ]; then PKGS+=(wrk); fi
 if [ "${TALLY_DEPS_FUZZ:-0}" = 1 ]; then PKGS+=(clang libclang-rt-14-dev); fi
