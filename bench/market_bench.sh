@@ -32,4 +32,20 @@ TALLY_LISTEN=127.0.0.1:$port TALLY_ACCESS_LOG=0 TALLY_DB_POOL_SIZE=${POOL:-6} ${
 pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 sleep 1.5 # the catalog and offer caches load on the first janitor ticks
-"$build/bin/bench-market" usage "http://127.0.0.1:$port" "$key" "$conns" "$secs"
+# CPU time (user + system, clock ticks) of the cluster's processes and of tallyd, read from
+# /proc around the usage run, so each record's cost is split by process (other load on the
+# machine does not count). The postmaster's pid is the first line of postmaster.pid.
+ticks() { for p in "$@"; do [ -r /proc/$p/stat ] && sed 's/^.*) //' /proc/$p/stat | awk '{print $12 + $13}'; done | awk '{s += $1} END {print s + 0}'; }
+pm=$(head -n 1 "$(readlink -f "$pgdir")/data/postmaster.pid" 2>/dev/null || true)
+pgpids() { [ -n "$pm" ] && echo "$pm" $(ps -o pid= --ppid "$pm"); }
+pg0=$(ticks $(pgpids)); td0=$(ticks $pid)
+rc=0
+out=$("$build/bin/bench-market" usage "http://127.0.0.1:$port" "$key" "$conns" "$secs") || rc=$?
+pg1=$(ticks $(pgpids)); td1=$(ticks $pid)
+echo "$out"
+acc=$(echo "$out" | sed -n 's/.*"accepted":\([0-9]*\).*/\1/p')
+sec=$(echo "$out" | sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p')
+hz=$(getconf CLK_TCK)
+awk -v a="${acc:-0}" -v hz="$hz" -v pg=$((pg1 - pg0)) -v td=$((td1 - td0)) -v w="${sec:-1}" 'BEGIN {
+    if (a > 0) printf "{\"bench\":\"usage_cpu\",\"records\":%d,\"seconds\":%.1f,\"tallyd_us_per_record\":%.1f,\"postgres_us_per_record\":%.1f,\"tallyd_cores\":%.2f,\"postgres_cores\":%.2f}\n", a, w, td * 1e6 / hz / a, pg * 1e6 / hz / a, td / hz / w, pg / hz / w }'
+exit $rc

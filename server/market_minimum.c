@@ -46,8 +46,10 @@ static const char sql_record[] =
     "fee_micros, period, billed_period, lines, key_id, signature, canonical, record_hash, "
     "batch_id, settlement_id) VALUES ($1, $2, $3, $4, $5, $6::int, timestamptz 'epoch' + "
     "$7::bigint * interval '1 millisecond', timestamptz 'epoch' + $8::bigint * interval "
-    "'1 millisecond', $7::bigint, $8::bigint, NULL, 0, 0, $9, $10::bigint, $11::bigint, $12, $12, "
-    "$13::jsonb, $14, $15, $16, $17, $18, $19)";
+    "'1 millisecond', $7::bigint, $8::bigint, NULL, 0, 0, $9, $10::bigint, $11::bigint, $12, "
+    "tally_billed_period($20, $12, $9), $13::jsonb, $14, $15, $16, $17, $18, $19)";
+/* Before its billed period is looked up (migrations/0014_usage_billed_period.sql). */
+static const char sql_lock_usage[] = "LOCK TABLE usage_records IN ROW EXCLUSIVE MODE";
 static const char sql_settle[] =
     "INSERT INTO settlements (id, order_id, kind, amount, fee, final, state) "
     "VALUES ($1, $2, 'capture', $3, $4, false, 'pending')";
@@ -176,10 +178,13 @@ static int write_topup(mctx *c, const char *order_id, const pricing_result *res,
                            canon,
                            hash,
                            batch,
-                           m->settlement_id};
+                           m->settlement_id,
+                           O(0)};
         const char *q[] = {m->settlement_id, order_id, amt, fee};
         const char *u[] = {order_id, amt, fee};
-        rc = db_command(c->db, sql_record, 19, p);
+        rc = db_command(c->db, sql_lock_usage, 0, NULL);
+        if (rc == DB_OK)
+            rc = db_command(c->db, sql_record, 20, p);
         if (rc == DB_OK)
             rc = db_command(c->db, sql_settle, 4, q);
         if (rc == DB_OK)

@@ -18,6 +18,7 @@
 #include "tzdb.h"
 
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +50,11 @@ typedef struct ukey {
     int64_t revoked_ms; /* 0 = active */
 } ukey;
 
+/* The billed period of what a batch writes, per (tenant, period, currency). */
+typedef struct ubill {
+    char tenant[48], period[8], currency[4], billed[8];
+} ubill;
+
 typedef struct ubatch {
     struct tally_server *srv;
     db_conn *db;
@@ -61,6 +67,8 @@ typedef struct ubatch {
     size_t nstates;
     ukey *keys;
     size_t nkeys;
+    ubill *bills;
+    size_t nbills;
     pstore_version plat;
     int64_t now_ms;
     char batch_id[48];
@@ -149,11 +157,14 @@ static void verify(ubatch *b, usage_item *it)
 
 /* ---- replays ---------------------------------------------------------------------------- */
 
-/* One index probe per record id (a plain "= ANY" would scan all of the provider's records). */
+/* One index probe per record id (a plain "= ANY" would scan all of the provider's records).
+ * LIMIT 1 (the pair is unique) keeps the lateral subquery a per-id probe whatever the planner
+ * thinks of the table: flattened into a join, the generic plan of a table without statistics
+ * (a new database) hashes all of the provider's records for every batch. */
 static const char sql_existing[] =
     "SELECT u.record_id, u.record_hash, u.id, u.mcu, u.amount_micros, u.fee_micros, u.currency, "
     "u.settlement_id FROM unnest($2::text[]) AS k(rid) CROSS JOIN LATERAL (SELECT * FROM "
-    "usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid) u";
+    "usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid LIMIT 1) u";
 
 static int find_replays(ubatch *b)
 {
@@ -589,7 +600,7 @@ static const char sql_originals[] =
     "SELECT u.record_id, u.order_id, u.mcu, u.amount_micros, u.fee_micros, u.currency, "
     "u.device_ms, EXISTS (SELECT 1 FROM usage_records v WHERE v.provider_id = u.provider_id AND "
     "v.reverses = u.record_id) FROM unnest($2::text[]) AS k(rid) CROSS JOIN LATERAL (SELECT * "
-    "FROM usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid) u "
+    "FROM usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid LIMIT 1) u "
     "WHERE u.reverses IS NULL";
 
 static int reverse_all(ubatch *b)
@@ -680,12 +691,24 @@ static void copy_jsonb(ledger_copy *c, const json_t *v)
     free(text);
 }
 
+static ubill *find_bill(const ubatch *b, const char *tenant, const char *period,
+                        const char *currency)
+{
+    for (size_t i = 0; i < b->nbills; i++)
+        if (!strcmp(b->bills[i].tenant, tenant) && !strcmp(b->bills[i].period, period) &&
+            !strcmp(b->bills[i].currency, currency))
+            return &b->bills[i];
+    return NULL;
+}
+
 static void copy_row(ledger_copy *c, const ubatch *b, const usage_item *it, const uorder *o)
 {
     const usage_rec *r = &it->rec;
+    const ubill *bill;
     char per[8];
 
     timefmt_period(r->start_ms, per);
+    bill = find_bill(b, o->tenant, per, it->currency);
     ledger_copy_row(c, COPY_FIELDS);
     ledger_copy_text(c, it->usage_id);
     ledger_copy_text(c, b->provider);
@@ -707,7 +730,7 @@ static void copy_row(ledger_copy *c, const ubatch *b, const usage_item *it, cons
     ledger_copy_i64(c, it->amount);
     ledger_copy_i64(c, it->fee);
     ledger_copy_text(c, per);
-    ledger_copy_text(c, per);
+    ledger_copy_text(c, bill ? bill->billed : per);
     copy_jsonb(c, it->lines);
     ledger_copy_text(c, it->key_id);
     ledger_copy_text(c, it->sig);
@@ -785,10 +808,93 @@ static int write_states(ubatch *b)
     return rc;
 }
 
+/* Billed periods are decided after usage_records is taken in ROW EXCLUSIVE mode (what the COPY
+ * takes anyway): an invoice finalisation (SHARE) has then committed, and is seen, or waits for
+ * this transaction (migrations/0014_usage_billed_period.sql). */
+static const char sql_lock_usage[] = "LOCK TABLE usage_records IN ROW EXCLUSIVE MODE";
+static const char sql_billed[] =
+    "SELECT tally_billed_period(k.t, k.p, k.c) FROM unnest($1::text[], $2::text[], $3::text[]) "
+    "WITH ORDINALITY AS k(t, p, c, i) ORDER BY k.i";
+
+/* A text[] literal of field f (offset into ubill) of the batch's bills; malloc'd. */
+static char *bill_array(const ubatch *b, size_t off)
+{
+    size_t cap = 3 + b->nbills * 52, len = 0;
+    char *s = malloc(cap);
+
+    if (!s)
+        return NULL;
+    s[len++] = '{';
+    for (size_t i = 0; i < b->nbills; i++)
+        len += (size_t)snprintf(s + len, cap - len, "%s\"%s\"", i ? "," : "",
+                                (const char *)&b->bills[i] + off);
+    snprintf(s + len, cap - len, "}");
+    return s;
+}
+
+static int collect_bills(ubatch *b)
+{
+    char per[8];
+
+    b->bills = calloc(b->n ? b->n : 1, sizeof *b->bills);
+    if (!b->bills)
+        return -1;
+    for (size_t i = 0; i < b->n; i++) {
+        const usage_item *it = &b->items[i];
+        const uorder *o = find_order(b, it->rec.order_id);
+        ubill *x;
+        if (it->reason != USAGE_OK || it->duplicate || !o)
+            continue;
+        timefmt_period(it->rec.start_ms, per);
+        if (find_bill(b, o->tenant, per, it->currency))
+            continue;
+        x = &b->bills[b->nbills++];
+        snprintf(x->tenant, sizeof x->tenant, "%s", o->tenant);
+        snprintf(x->period, sizeof x->period, "%s", per);
+        snprintf(x->currency, sizeof x->currency, "%s", it->currency);
+    }
+    return 0;
+}
+
+static int billed_periods(ubatch *b)
+{
+    char *t = NULL, *p = NULL, *c = NULL;
+    PGresult *r = NULL;
+    int rc = DB_FAILED;
+
+    if (collect_bills(b) != 0)
+        return DB_FAILED;
+    if (b->nbills == 0)
+        return DB_OK;
+    if ((rc = db_command(b->db, sql_lock_usage, 0, NULL)) != DB_OK)
+        return rc;
+    rc = DB_FAILED;
+    t = bill_array(b, offsetof(ubill, tenant));
+    p = bill_array(b, offsetof(ubill, period));
+    c = bill_array(b, offsetof(ubill, currency));
+    if (t && p && c) {
+        const char *q[] = {t, p, c};
+        r = db_exec(b->db, sql_billed, 3, q);
+        rc = r ? DB_OK : db_last_status(b->db);
+    }
+    for (int i = 0; r && i < PQntuples(r) && (size_t)i < b->nbills; i++)
+        snprintf(b->bills[i].billed, sizeof b->bills[i].billed, "%s", PQgetvalue(r, i, 0));
+    if (r && (size_t)PQntuples(r) != b->nbills)
+        rc = DB_FAILED;
+    PQclear(r);
+    free(t);
+    free(p);
+    free(c);
+    return rc;
+}
+
 static int write_all(ubatch *b)
 {
     ledger_copy c;
     int rc;
+
+    if ((rc = billed_periods(b)) != DB_OK)
+        return rc;
 
     for (size_t i = 0; i < b->norders; i++) {
         ids_new(b->orders[i].capture_stl, sizeof b->orders[i].capture_stl, "stl");
@@ -825,6 +931,9 @@ static void batch_free(ubatch *b)
     free(b->orders);
     free(b->states);
     free(b->keys);
+    free(b->bills);
+    b->bills = NULL;
+    b->nbills = 0;
     b->orders = NULL;
     b->states = NULL;
     b->keys = NULL;

@@ -388,6 +388,16 @@ static json_t *min_detail(const http_resp *r)
                            "minimum");
 }
 
+static const char *min_sql_str(const char *fmt, const char *arg)
+{
+    static char v[128];
+    char sql[512];
+
+    snprintf(sql, sizeof sql, fmt, arg);
+    snprintf(v, sizeof v, "%s", sql1(sql));
+    return v;
+}
+
 static long long min_sql_ll(const char *fmt, const char *arg)
 {
     char sql[512];
@@ -531,6 +541,36 @@ Test(market_api, minimum_charge_tops_up_an_order_once)
              "WHERE tenant_id = '%s' AND period = '%s'",
              sv(ten, "id"), period);
     cr_assert_str_eq(sql1(sql), "520000 120000");
+
+    /* once the invoice is final, nothing more is billed in its period: the next order's record
+     * and minimum go to the next period, and a writer that ignores the rule is refused */
+    snprintf(sql, sizeof sql, "/v1/invoices/%s/finalize",
+             min_sql_str("SELECT id FROM invoices WHERE period = '%s'", period));
+    r = post(sql, key(fin), NULL, NULL);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    order = min_order(10000, &t0, priced);
+    tm_report_ok(&world, json_pack("[o]", item("e1", order, t0, t0 + 10000, NULL, 0)));
+    r = min_step(order, "complete", key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(min_detail(&r), "top_up"), "0.120000", "%s", r.body);
+    http_resp_free(&r);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM usage_records WHERE order_id = '%s' AND billed_period > "
+             "period",
+             order);
+    cr_assert_str_eq(sql1(sql), "2", "the record and the top-up are billed next period");
+    snprintf(
+        sql, sizeof sql,
+        "INSERT INTO usage_records SELECT 'use_7' || substr(id, 6), provider_id, 'm1-copy', "
+        "order_id, device_id, count, start_at, end_at, start_ms, end_ms, work_mcu, mcu, "
+        "device_ms, currency, amount_micros, fee_micros, period, billed_period, lines, key_id, "
+        "signature, canonical, record_hash, batch_id, settlement_id FROM usage_records WHERE "
+        "record_id = 'm1' AND billed_period = '%s' RETURNING 1",
+        period);
+    cr_assert_null(testdb_exec(ci, sql), "a record billed in a final invoice's period");
+    cr_assert(strstr(testdb_error(), "final invoice"), "%s", testdb_error());
+
     r = get("/v1/reports/reconciliation", key(fin));
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(json_is_true(json_object_get(r.json, "agrees")), "%s", r.body);
