@@ -19,6 +19,8 @@
 #   day           GET /v1/reports/usage?group_by=day&format=csv     ROWS records summed per UTC day
 #   copy_record   psql \copy (the record query) TO '/dev/null' CSV  baseline for record
 #   copy_day      psql \copy (the day query) TO '/dev/null' CSV     baseline for day
+#   copy_record_old, copy_day_old: the same for the queries before migration 0011
+#                 (discounts from the jsonb line items per report), for the record
 # Rows per second = records read / wall time of the whole reply. Beside each
 # tallyd figure: time to the first byte, and tallyd's peak RSS during the
 # reply minus its RSS when idle before it (sampled every 20 ms from
@@ -91,7 +93,13 @@ mkdir -p "$LOG_DIR"
 # --- database, keys, accounts, fixture ---------------------------------------------------
 [ "${REUSE:-0}" = 1 ] || scripts/pg.sh destroy "$PG_DIR" >/dev/null 2>&1 || true
 PG_STARTED=1
-scripts/pg.sh start "$PG_DIR" >/dev/null
+# Started without this script's inherited descriptors above 2: under
+# `flock LOCK bash bench/...` one of them holds the lock, and a server kept
+# with KEEP_PG=1 would hold it (and block every other benchmark) until stopped.
+(
+    for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+    exec scripts/pg.sh start "$PG_DIR" >/dev/null
+)
 export TALLY_DATABASE_URL
 TALLY_DATABASE_URL=$(scripts/pg.sh url "$PG_DIR")
 export TALLY_SIGNING_KEY=$TMP/signing.key TALLY_KEY_HASH_SECRET=$TMP/key-hash.secret
@@ -177,11 +185,17 @@ curl -fsS -o /dev/null -H "$AUTH" "$API/v1/reports/usage?group_by=provider&to=20
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$SRV_PID/status" 2>/dev/null || echo 0; }
 
 # The server's two queries (server/reports_usage.c) with its parameters bound:
-# the whole time range, no tenant or provider filter.
-DISC="CASE WHEN u.reverses IS NULL THEN CASE WHEN jsonb_path_exists(u.lines, '\$[*] ? (@.payer == \"tenant\" && @.amount < 0)') THEN (SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM jsonb_array_elements(u.lines) l WHERE l->>'payer' = 'tenant' AND (l->>'amount')::bigint < 0) ELSE 0 END ELSE -(SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM usage_records v CROSS JOIN LATERAL jsonb_array_elements(v.lines) l WHERE v.provider_id = u.provider_id AND v.record_id = u.reverses AND l->>'payer' = 'tenant' AND (l->>'amount')::bigint < 0) END"
+# the whole time range, no tenant or provider filter. The server runs them as
+# COPY (...) TO STDOUT (FORMAT binary) and formats the cells itself; psql's
+# \copy ... CSV formats them in PostgreSQL (plain integers, not decimals).
+NDISC="CASE WHEN u.reverses IS NULL THEN u.discount_micros ELSE -coalesce((SELECT v.discount_micros FROM usage_records v WHERE v.provider_id = u.provider_id AND v.record_id = u.reverses), 0) END"
 RANGE="u.start_at >= '-infinity'::timestamptz AND u.start_at < 'infinity'::timestamptz"
-RECORD_SQL="SELECT u.id, u.record_id, u.provider_id, o.tenant_id, u.order_id, o.offer_id, f.region, u.device_id, u.count, u.start_ms, u.end_ms, u.currency, u.mcu, u.device_ms, u.amount_micros - d.disc, d.disc, u.amount_micros, u.fee_micros, u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses FROM usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = o.offer_id CROSS JOIN LATERAL (SELECT $DISC AS disc) d WHERE $RANGE ORDER BY u.id"
-DAY_SQL="SELECT a.k, a.currency, sum(a.n)::bigint, sum(a.mcu)::bigint, sum(a.dms)::bigint, (sum(a.amt) - sum(a.disc))::bigint, sum(a.disc)::bigint, sum(a.amt)::bigint, sum(a.fee)::bigint, (sum(a.amt) - sum(a.fee))::bigint FROM (SELECT u.order_id, to_char(u.start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS k, u.currency, count(*) AS n, sum(u.mcu) AS mcu, sum(u.device_ms) AS dms, sum(u.amount_micros) AS amt, sum($DISC) AS disc, sum(u.fee_micros) AS fee FROM usage_records u WHERE $RANGE GROUP BY 1, 2, 3) a JOIN orders o ON o.id = a.order_id JOIN offers f ON f.id = o.offer_id GROUP BY 1, 2 ORDER BY 1, 2"
+RECORD_SQL="SELECT u.id, u.record_id, u.provider_id, o.tenant_id, u.order_id, o.offer_id, f.region, u.device_id, u.count::bigint, u.start_ms, u.end_ms, u.currency, u.mcu, u.device_ms, u.amount_micros - d.disc, d.disc, u.amount_micros, u.fee_micros, u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses FROM usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = o.offer_id CROSS JOIN LATERAL (SELECT $NDISC AS disc) d WHERE $RANGE ORDER BY u.id"
+DAY_SQL="SELECT to_char(a.k, 'YYYY-MM-DD'), a.currency, sum(a.n)::bigint, sum(a.mcu)::bigint, sum(a.dms)::bigint, (sum(a.amt) - sum(a.disc))::bigint, sum(a.disc)::bigint, sum(a.amt)::bigint, sum(a.fee)::bigint, (sum(a.amt) - sum(a.fee))::bigint FROM (SELECT u.order_id, (u.start_at AT TIME ZONE 'UTC')::date AS k, u.currency, count(*) AS n, sum(u.mcu) AS mcu, sum(u.device_ms) AS dms, sum(u.amount_micros) AS amt, sum($NDISC) AS disc, sum(u.fee_micros) AS fee FROM usage_records u WHERE $RANGE GROUP BY 1, 2, 3) a JOIN orders o ON o.id = a.order_id JOIN offers f ON f.id = o.offer_id GROUP BY 1, 2 ORDER BY 1, 2"
+# The queries before migration 0011 (discounts from the jsonb line items).
+DISC="CASE WHEN u.reverses IS NULL THEN CASE WHEN jsonb_path_exists(u.lines, '\$[*] ? (@.payer == \"tenant\" && @.amount < 0)') THEN (SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM jsonb_array_elements(u.lines) l WHERE l->>'payer' = 'tenant' AND (l->>'amount')::bigint < 0) ELSE 0 END ELSE -(SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM usage_records v CROSS JOIN LATERAL jsonb_array_elements(v.lines) l WHERE v.provider_id = u.provider_id AND v.record_id = u.reverses AND l->>'payer' = 'tenant' AND (l->>'amount')::bigint < 0) END"
+RECORD_SQL_OLD="SELECT u.id, u.record_id, u.provider_id, o.tenant_id, u.order_id, o.offer_id, f.region, u.device_id, u.count, u.start_ms, u.end_ms, u.currency, u.mcu, u.device_ms, u.amount_micros - d.disc, d.disc, u.amount_micros, u.fee_micros, u.amount_micros - u.fee_micros, u.period, u.billed_period, u.reverses FROM usage_records u JOIN orders o ON o.id = u.order_id JOIN offers f ON f.id = o.offer_id CROSS JOIN LATERAL (SELECT $DISC AS disc) d WHERE $RANGE ORDER BY u.id"
+DAY_SQL_OLD="SELECT a.k, a.currency, sum(a.n)::bigint, sum(a.mcu)::bigint, sum(a.dms)::bigint, (sum(a.amt) - sum(a.disc))::bigint, sum(a.disc)::bigint, sum(a.amt)::bigint, sum(a.fee)::bigint, (sum(a.amt) - sum(a.fee))::bigint FROM (SELECT u.order_id, to_char(u.start_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS k, u.currency, count(*) AS n, sum(u.mcu) AS mcu, sum(u.device_ms) AS dms, sum(u.amount_micros) AS amt, sum($DISC) AS disc, sum(u.fee_micros) AS fee FROM usage_records u WHERE $RANGE GROUP BY 1, 2, 3) a JOIN orders o ON o.id = a.order_id JOIN offers f ON f.id = o.offer_id GROUP BY 1, 2 ORDER BY 1, 2"
 # The same session settings as a report's transaction (server/reports_stream.c).
 export PGOPTIONS="-c jit=off -c work_mem=64MB"
 
@@ -223,8 +237,10 @@ run_copy() {
 }
 IDLE_KIB=$(rss_kib)
 for round in $(seq 1 "$ROUNDS"); do
+    run_copy copy_record_old "$RECORD_SQL_OLD" "$round"
     run_copy copy_record "$RECORD_SQL" "$round"
     run_report record record "$round"
+    run_copy copy_day_old "$DAY_SQL_OLD" "$round"
     run_copy copy_day "$DAY_SQL" "$round"
     run_report day day "$round"
 done
@@ -239,9 +255,11 @@ for t in record day; do
     b=$(col "copy_$t" RATE); v=$(col "$t" RATE)
     printf '%-12s %14s %10s %10s ms %14s\n' "$t" "$v" "$(awk -v a="$v" -v b="$b" 'BEGIN {printf "%.2f", a / b}')" "$(col "$t" TTFB)" "$(col "$t" PEAK)"
     printf '%-12s %14s\n' "copy_$t" "$b"
+    printf '%-16s %10s   (the query before migration 0011; the server at %s x this)\n' "copy_${t}_old" "$(col "copy_${t}_old" RATE)" "$(awk -v a="$v" -v b="$(col "copy_${t}_old" RATE)" 'BEGIN {printf "%.2f", a / b}')"
 done
 echo "tallyd RSS idle $((IDLE_KIB / 1024)) MiB, VmHWM at the end $((HWM_KIB / 1024)) MiB ($(( (HWM_KIB - IDLE_KIB) / 1024 )) MiB above idle)"
-for t in record copy_record day copy_day; do
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+for t in record copy_record copy_record_old day copy_day copy_day_old; do
     line="$t:"; for r in $(seq 1 "$ROUNDS"); do line+=" ${RATE[$t,$r]}"; done; echo "  rounds $line rows/s"
 done
 [ "$BAD" = 0 ] || { echo "bench: SOME REPLIES WERE INCOMPLETE: figures invalid" >&2; exit 1; }

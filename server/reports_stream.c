@@ -153,10 +153,15 @@ static int put_text(line *l, report_format f, const char *v, size_t len)
 {
     char small[512];
     size_t cap = 2 * len + 8;
-    char *big = cap > sizeof small ? malloc(cap) : NULL;
-    char *buf = big ? big : small;
+    char *big, *buf;
     int n;
 
+    if (f == REPORT_CSV && !report_csv_needs_quotes(v, len)) {
+        line_put(l, v, len); /* the common case: the field as is, one copy */
+        return 0;
+    }
+    big = cap > sizeof small ? malloc(cap) : NULL;
+    buf = big ? big : small;
     if (cap > sizeof small && !big)
         return -1;
     n = f == REPORT_CSV ? report_csv_field(v, len, buf, big ? cap : sizeof small)
