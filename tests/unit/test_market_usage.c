@@ -59,6 +59,13 @@ Test(market_usage, bad_records_name_the_field)
         {"{\"record_id\":\"r\",\"order_id\":\"o\",\"device\":\"d\",\"count\":1,\"start_ms\":0,"
          "\"end_ms\":2678400001,\"profile\":\"p\"}",
          "31 days"},
+        /* the service's own record ids (an order's minimum charge) */
+        {"{\"record_id\":\"tally:minimum:ord_x\",\"order_id\":\"o\",\"device\":\"d\","
+         "\"count\":1,\"start_ms\":1,\"end_ms\":5,\"profile\":\"p\"}",
+         "service's own"},
+        {"{\"record_id\":\"r\",\"reverses\":\"tally:minimum:ord_x\",\"order_id\":\"o\","
+         "\"device\":\"d\",\"count\":1,\"start_ms\":1,\"end_ms\":5,\"profile\":\"p\"}",
+         "service's own"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *j = rec(bad[i][0]);
