@@ -383,9 +383,9 @@ paced() {  # paced NAME URL [bench-paced args]
     PP999[$name]=$(grep -o '"p999_ms": [0-9.]*' "$out" | awk '{print $2}')
     # the pacer's own health: how late it sent (p99), requests that found every
     # connection busy, and its CPU share; a late pacer inflates every latency
-    PLAG[$name]=$(grep -o '"send_lag_p99_ms": [0-9.]*' "$out" | awk '{print $2}')
-    PWAIT[$name]=$(grep -o '"conn_waits": [0-9]*' "$out" | awk '{print $2}')
-    PCPU[$name]=$(grep -o '"client_cpu_pct": [0-9.]*' "$out" | awk '{print $2}')
+    PLAG[$name]=$(grep -o '"send_lag_p99_ms": [0-9.]*' "$out" | awk '{print $2}' || true)
+    PWAIT[$name]=$(grep -o '"conn_waits": [0-9]*' "$out" | awk '{print $2}' || true)
+    PCPU[$name]=$(grep -o '"client_cpu_pct": [0-9.]*' "$out" | awk '{print $2}' || true)
     PERR[$name]=$(awk -F'[:,]' '{for (i = 1; i < NF; i++) if ($i ~ /"errors"|"non_2xx"/) s += $(i + 1)} END {print s + 0}' "$out")
     [ -n "${PP99[$name]}" ] || { cat "$out" >&2; die "cannot parse bench-paced output for $name"; }
 }
