@@ -517,7 +517,7 @@ static int open_tx(db_conn *db, rstream *s)
         return db_last_status(db);
     s->replica = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
     PQclear(r);
-    return DB_OK;
+    return s->spec.setup_sql ? db_command(db, s->spec.setup_sql, 0, NULL) : DB_OK;
 }
 
 static int open_cursor(db_conn *db, rstream *s)

@@ -72,6 +72,8 @@ typedef struct report_spec {
     const char *copy_sql;    /* static, instead of declare_sql: "COPY (SELECT ...) TO STDOUT
                                 (FORMAT binary)" with REPORT_PARAM(n); non-text columns int8
                                 (or int4/int2), bool for RCOL_BOOL; acc must be NULL */
+    const char *setup_sql;   /* static, may be NULL: run in the report's transaction first
+                                (e.g. a planner setting: "SET LOCAL enable_sort = off") */
     const report_col *cols;  /* one per output column, in order */
     size_t ncols;
     int nparams;
