@@ -571,6 +571,19 @@ Test(market_api, minimum_charge_tops_up_an_order_once)
     cr_assert_null(testdb_exec(ci, sql), "a record billed in a final invoice's period");
     cr_assert(strstr(testdb_error(), "final invoice"), "%s", testdb_error());
 
+    /* F: the tenant stops a running order: the minimum applies */
+    order = min_order(10000, &t0, priced);
+    tm_report_ok(&world, json_pack("[o]", item("g1", order, t0, t0 + 10000, NULL, 0)));
+    r = min_step(order, "cancel", key(ten));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "state"), "cancelled", "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "charged"), "0.200000", "%s", r.body);
+    cr_assert_str_eq(sv(min_detail(&r), "top_up"), "0.120000", "%s", r.body);
+    http_resp_free(&r);
+    cr_assert_eq(balance(ten, "holds"), 0);
+    cr_assert_eq(balance(ten, "wallet"), wallet0 + 520000 + 200000 + 200000);
+    cr_assert_str_eq(sql1("SELECT count(*) FROM settlements WHERE state <> 'posted'"), "0");
+
     r = get("/v1/reports/reconciliation", key(fin));
     cr_assert_eq(r.status, 200, "%s", r.body);
     cr_assert(json_is_true(json_object_get(r.json, "agrees")), "%s", r.body);
