@@ -35,7 +35,7 @@ static void usage_job_free(void *arg)
 
     for (size_t i = 0; i < j->n; i++) {
         usage_rec_clear(&j->items[i].rec);
-        json_decref(j->items[i].lines);
+        free(j->items[i].lines);
     }
     free(j->items);
     free(j);

@@ -16,6 +16,7 @@
 #include "server.h"
 #include "timefmt.h"
 #include "tzdb.h"
+#include "usage_lines.h"
 
 #include <sodium.h>
 #include <stddef.h>
@@ -526,29 +527,9 @@ static int measure(ubatch *b, usage_item *it, uorder *o, int64_t *mcu, cat_kind 
     return 0;
 }
 
-/* The record's line items as stored (usage_records.lines): what invoices are made of.
- * The provider-paid platform fee is a line of its own with "payer": "provider". */
-static json_t *line_json(const pricing_line *l, const char *payer)
-{
-    return json_pack(
-        "{s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:s}", "kind", pricing_line_kind_name(l->kind),
-        "rule_id", l->rule_id, "rule_kind", pricing_rule_kind_name(l->rule_kind), "quantity",
-        (json_int_t)l->quantity, "unit",
-        l->qty_unit == PRICING_QTY_MCU         ? "mcu"
-        : l->qty_unit == PRICING_QTY_DEVICE_MS ? "device_ms"
-                                               : "money_ppm",
-        "unit_price", (json_int_t)l->unit_price, "amount", (json_int_t)l->amount, "payer", payer);
-}
-
 json_t *market_usage_lines_json(const pricing_result *res)
 {
-    json_t *a = json_array();
-
-    for (size_t i = 0; i < res->n_lines; i++)
-        json_array_append_new(a, line_json(&res->lines[i], "tenant"));
-    if (res->has_provider_fee)
-        json_array_append_new(a, line_json(&res->provider_fee, "provider"));
-    return a;
+    return usage_lines_json(res);
 }
 
 static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
@@ -579,8 +560,9 @@ static int accept_usage(ubatch *b, usage_item *it, pricing_result *res)
         return DB_FAILED;
     s->st = res->state;
     s->used = 1;
-    json_decref(it->lines);
-    it->lines = market_usage_lines_json(res);
+    free(it->lines);
+    if (!(it->lines = usage_lines_text(res)))
+        return DB_FAILED;
     ids_new(it->usage_id, sizeof it->usage_id, "use");
     it->mcu = mcu;
     it->amount = res->total;
@@ -674,21 +656,23 @@ static const char sql_copy[] =
 #define COPY_FIELDS 26
 #define PG_EPOCH_MS INT64_C(946684800000) /* 2000-01-01T00:00:00Z, binary timestamptz's zero */
 
-static void copy_jsonb(ledger_copy *c, const json_t *v)
+/* jsonb's binary form: version 1, then the text (NULL: a reversal, no line items of its own). */
+static void copy_jsonb(ledger_copy *c, const char *text)
 {
-    char *text = json_dumps(v, JSON_COMPACT);
-    size_t n = text ? strlen(text) : 2;
+    size_t n;
+
+    text = text ? text : "[]";
+    n = strlen(text);
     unsigned char *buf = malloc(n + 1);
 
-    if (buf) { /* jsonb's binary form: version 1, then the text */
+    if (buf) {
         buf[0] = 1;
-        memcpy(buf + 1, text ? text : "[]", n);
+        memcpy(buf + 1, text, n);
         ledger_copy_bytes(c, buf, n + 1);
     } else {
         c->oom = true;
     }
     free(buf);
-    free(text);
 }
 
 static ubill *find_bill(const ubatch *b, const char *tenant, const char *period,
@@ -996,7 +980,7 @@ static void reset_answers(ubatch *b, const usage_reason *parsed)
             it->detail[0] = '\0';
         it->duplicate = 0;
         it->usage_id[0] = it->settlement_id[0] = '\0';
-        json_decref(it->lines);
+        free(it->lines);
         it->lines = NULL;
     }
 }

@@ -36,7 +36,7 @@ typedef struct usage_item {
     /* accepted */
     char usage_id[48], settlement_id[48], currency[4];
     int64_t mcu, amount, fee;
-    json_t *lines; /* accepted: the rating's line items (kind, rule, quantity, price, amount) */
+    char *lines; /* accepted: the rating's line items as JSON text (market/usage_lines.h) */
     int duplicate;
 } usage_item;
 

@@ -1,9 +1,10 @@
 /*
  * Unit tests for market/usage_rec.h and market/order.h: the canonical bytes of
  * a usage record, its signature, the interval rules, order transitions and
- * the hold arithmetic, with hand-checked values.
+ * the hold arithmetic, the stored line items, with hand-checked values.
  */
 #include "order.h"
+#include "usage_lines.h"
 #include "usage_rec.h"
 
 #include <criterion/criterion.h>
@@ -170,4 +171,67 @@ Test(market_order, hold_and_fee_arithmetic)
     cr_assert_eq(order_fee_split(80000, 76000, &fee), 0);
     cr_assert_eq(fee, 4000);
     cr_assert_eq(order_fee_split(80000, 90000, &fee), -1);
+}
+
+static pricing_line line(pricing_line_kind kind, const char *rule, int64_t qty, int64_t price,
+                         int64_t amount)
+{
+    pricing_line l;
+
+    memset(&l, 0, sizeof l);
+    l.kind = kind;
+    l.rule_kind = PRICING_RULE_BASE;
+    snprintf(l.rule_id, sizeof l.rule_id, "%s", rule);
+    l.qty_unit = PRICING_QTY_MCU;
+    l.quantity = qty;
+    l.unit_price = price;
+    l.amount = amount;
+    return l;
+}
+
+static void assert_text_is_tree(const pricing_result *res)
+{
+    char *text = usage_lines_text(res);
+    json_t *tree = usage_lines_json(res), *parsed;
+    json_error_t e;
+
+    cr_assert(text && tree);
+    parsed = json_loads(text, 0, &e);
+    cr_assert(parsed, "%s: %s", text, e.text);
+    cr_assert(json_equal(parsed, tree), "%s", text);
+    json_decref(parsed);
+    json_decref(tree);
+    free(text);
+}
+
+Test(market_usage, stored_line_items_text_is_the_tree)
+{
+    pricing_result res;
+    char *text;
+
+    memset(&res, 0, sizeof res);
+    text = usage_lines_text(&res);
+    cr_assert_str_eq(text, "[]");
+    free(text);
+    assert_text_is_tree(&res);
+
+    res.lines[0] = line(PRICING_LINE_USAGE, "base", 1500, 2000000, 3000);
+    res.lines[1] = line(PRICING_LINE_DISCOUNT, "q\"uote\\d\x01", 3000, -100000, -300);
+    res.n_lines = 2;
+    text = usage_lines_text(&res);
+    cr_assert_str_eq(text, "[{\"kind\":\"usage\",\"rule_id\":\"base\",\"rule_kind\":\"base\","
+                           "\"quantity\":1500,\"unit\":\"mcu\",\"unit_price\":2000000,"
+                           "\"amount\":3000,\"payer\":\"tenant\"},{\"kind\":\"contract_discount\","
+                           "\"rule_id\":\"q\\\"uote\\\\d\\u0001\",\"rule_kind\":\"base\","
+                           "\"quantity\":3000,\"unit\":\"mcu\",\"unit_price\":-100000,"
+                           "\"amount\":-300,\"payer\":\"tenant\"}]");
+    free(text);
+    assert_text_is_tree(&res);
+
+    res.has_provider_fee = 1;
+    res.provider_fee = line(PRICING_LINE_PLATFORM_FEE, "fee", INT64_MAX, 100000, INT64_MIN);
+    res.provider_fee.qty_unit = PRICING_QTY_MONEY;
+    assert_text_is_tree(&res);
+    res.n_lines = 0;
+    assert_text_is_tree(&res);
 }
