@@ -28,7 +28,11 @@ key=$($T admin create-account --name bench-admin --role admin | sed -n 's/.*"api
 "$build/bin/bench-market" insert "$pg dbname=$db" "$secs" "$conns"
 
 port=$((20000 + $$ % 20000))
-TALLY_LISTEN=127.0.0.1:$port TALLY_ACCESS_LOG=0 TALLY_DB_POOL_SIZE=${POOL:-6} ${PERF_WRAP:-} $T serve 2>"$work/serve.log" &
+# tallyd gets none of this script's other descriptors: run as `flock LOCKFILE bash
+# bench/market_bench.sh`, a tallyd left behind (the script killed) would otherwise keep the
+# benchmark lock held. The cluster is the caller's (started before, outside the lock).
+TALLY_LISTEN=127.0.0.1:$port TALLY_ACCESS_LOG=0 TALLY_DB_POOL_SIZE=${POOL:-6} ${PERF_WRAP:-} $T serve \
+    2>"$work/serve.log" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
 pid=$!
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
 sleep 1.5 # the catalog and offer caches load on the first janitor ticks
