@@ -31,15 +31,6 @@ static const char sql_order[] =
     "u.order_id = o.id AND u.reverses IS NULL AND l->>'payer' = 'tenant' AND l->>'kind' <> "
     "'platform_fee' AND NOT EXISTS (SELECT 1 FROM usage_records v WHERE v.provider_id = "
     "u.provider_id AND v.reverses = u.record_id))::bigint FROM orders o WHERE o.id = $1";
-static const char sql_state_seed[] =
-    "INSERT INTO pricing_period_state (tenant_id, policy_id, policy_version, period, state) "
-    "VALUES ($1, $2, $3, $4, '{}'::jsonb) ON CONFLICT DO NOTHING";
-static const char sql_state_lock[] =
-    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
-    "policy_version = $3 AND period = $4 FOR UPDATE";
-static const char sql_state_save[] =
-    "UPDATE pricing_period_state SET state = $5::jsonb, updated_at = now() WHERE tenant_id = $1 "
-    "AND policy_id = $2 AND policy_version = $3 AND period = $4";
 static const char sql_record[] =
     "INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, count, "
     "start_at, end_at, start_ms, end_ms, work_mcu, mcu, device_ms, currency, amount_micros, "
@@ -78,33 +69,12 @@ static int applies(order_state from, order_state to)
 
 static int lock_state(mctx *c)
 {
-    const char *p[] = {O(0), O(4), c->version, c->period};
-    PGresult *r;
-    json_t *j;
-    int rc;
-
-    if ((rc = db_command(c->db, sql_state_seed, 4, p)) != DB_OK)
-        return rc;
-    if (!(r = db_exec(c->db, sql_state_lock, 4, p)))
-        return db_last_status(c->db);
-    memset(&c->st, 0, sizeof c->st);
-    j = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
-    rc = j && json_object_size(j) && pstore_state_from_json(j, &c->st) != 0 ? DB_FAILED : DB_OK;
-    json_decref(j);
-    PQclear(r);
-    return rc;
+    return pstore_state_lock(c->db, O(0), O(4), atoi(c->version), c->period, &c->st);
 }
 
 static int save_state(mctx *c, const pricing_state *st)
 {
-    json_t *j = pstore_state_to_json(st);
-    char *text = json_dumps(j, JSON_COMPACT);
-    const char *p[] = {O(0), O(4), c->version, c->period, text};
-    int rc = text ? db_command(c->db, sql_state_save, 5, p) : DB_FAILED;
-
-    json_decref(j);
-    free(text);
-    return rc;
+    return pstore_state_save(c->db, O(0), O(4), atoi(c->version), c->period, st);
 }
 
 /* The top-up's canonical bytes (sorted keys, compact, integers only), what the service signs. */

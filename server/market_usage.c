@@ -337,16 +337,6 @@ static int load_orders(ubatch *b)
 
 /* ---- period state --------------------------------------------------------------------------- */
 
-static const char sql_state_seed[] =
-    "INSERT INTO pricing_period_state (tenant_id, policy_id, policy_version, period, state) "
-    "VALUES ($1, $2, $3, $4, '{}'::jsonb) ON CONFLICT DO NOTHING";
-static const char sql_state_lock[] =
-    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
-    "policy_version = $3 AND period = $4 FOR UPDATE";
-static const char sql_state_save[] =
-    "UPDATE pricing_period_state SET state = $5::jsonb, updated_at = now() WHERE tenant_id = $1 "
-    "AND policy_id = $2 AND policy_version = $3 AND period = $4";
-
 static int cmp_state(const void *pa, const void *pb)
 {
     const ustate *a = pa, *b = pb;
@@ -370,24 +360,7 @@ static ustate *find_state(ubatch *b, const uorder *o, const char *period)
 
 static int lock_state(ubatch *b, ustate *s)
 {
-    char v[16];
-    const char *p[] = {s->tenant, s->policy, v, s->period};
-    PGresult *r;
-    json_t *j;
-    int rc = DB_OK;
-
-    snprintf(v, sizeof v, "%d", s->version);
-    if ((rc = db_command(b->db, sql_state_seed, 4, p)) != DB_OK)
-        return rc;
-    if (!(r = db_exec(b->db, sql_state_lock, 4, p)))
-        return db_last_status(b->db);
-    memset(&s->st, 0, sizeof s->st);
-    j = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
-    if (j && json_object_size(j) && pstore_state_from_json(j, &s->st) != 0)
-        rc = DB_FAILED;
-    json_decref(j);
-    PQclear(r);
-    return rc;
+    return pstore_state_lock(b->db, s->tenant, s->policy, s->version, s->period, &s->st);
 }
 
 /* Every state a record may need, locked in one global order (no deadlocks). */
@@ -774,20 +747,9 @@ static int write_states(ubatch *b)
     int rc = DB_OK;
 
     for (size_t i = 0; rc == DB_OK && i < b->nstates; i++) {
-        ustate *s = &b->states[i];
-        json_t *j;
-        char v[16], *text;
-        if (!s->used)
-            continue;
-        j = pstore_state_to_json(&s->st);
-        text = json_dumps(j, JSON_COMPACT);
-        json_decref(j);
-        snprintf(v, sizeof v, "%d", s->version);
-        {
-            const char *p[] = {s->tenant, s->policy, v, s->period, text ? text : "{}"};
-            rc = text ? db_command(b->db, sql_state_save, 5, p) : DB_FAILED;
-        }
-        free(text);
+        const ustate *s = &b->states[i];
+        if (s->used)
+            rc = pstore_state_save(b->db, s->tenant, s->policy, s->version, s->period, &s->st);
     }
     return rc;
 }

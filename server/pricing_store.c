@@ -388,6 +388,56 @@ int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, in
     return rc;
 }
 
+static const char sql_state_seed[] =
+    "INSERT INTO pricing_period_state (tenant_id, policy_id, policy_version, period, state) "
+    "VALUES ($1, $2, $3, $4, '{}'::jsonb) ON CONFLICT DO NOTHING";
+static const char sql_state_lock[] =
+    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
+    "policy_version = $3 AND period = $4 FOR UPDATE";
+static const char sql_state_save[] =
+    "UPDATE pricing_period_state SET state = $5::jsonb, updated_at = now() WHERE tenant_id = $1 "
+    "AND policy_id = $2 AND policy_version = $3 AND period = $4";
+
+int pstore_state_lock(db_conn *db, const char *tenant, const char *policy_id, int version,
+                      const char *period, pricing_state *out)
+{
+    char v[16];
+    const char *p[] = {tenant, policy_id, v, period};
+    PGresult *r;
+    json_t *j;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    snprintf(v, sizeof v, "%d", version);
+    if ((rc = db_command(db, sql_state_seed, 4, p)) != DB_OK)
+        return rc;
+    if (!(r = db_exec(db, sql_state_lock, 4, p)))
+        return db_last_status(db);
+    j = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
+    rc = j && pstore_state_from_json(j, out) == 0 ? DB_OK : DB_FAILED;
+    json_decref(j);
+    PQclear(r);
+    return rc;
+}
+
+int pstore_state_save(db_conn *db, const char *tenant, const char *policy_id, int version,
+                      const char *period, const pricing_state *st)
+{
+    char v[16], *text;
+    json_t *j = pstore_state_to_json(st);
+    int rc = DB_FAILED;
+
+    snprintf(v, sizeof v, "%d", version);
+    text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text) {
+        const char *p[] = {tenant, policy_id, v, period, text};
+        rc = db_command(db, sql_state_save, 5, p);
+    }
+    free(text);
+    json_decref(j);
+    return rc;
+}
+
 int pstore_utilisation(db_conn *db, const char *device, const char *region, long long *ppm)
 {
     const char *p[] = {device, region ? region : ""};

@@ -88,6 +88,19 @@ int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, in
                       const char *period, pricing_state *out);
 int pstore_utilisation(db_conn *db, const char *device, const char *region, long long *ppm);
 
+/*
+ * pstore_state_lock - inside the caller's transaction, the period state row of
+ * (tenant, policy version, period) created empty when absent and locked FOR
+ * UPDATE until the transaction ends; its state (zero when new) into *out.
+ * Writers that charge take every row they need in one global order (no
+ * deadlocks). DB_OK or a db_status.
+ * pstore_state_save - write a locked row's new state (same transaction).
+ */
+int pstore_state_lock(db_conn *db, const char *tenant, const char *policy_id, int version,
+                      const char *period, pricing_state *out);
+int pstore_state_save(db_conn *db, const char *tenant, const char *policy_id, int version,
+                      const char *period, const pricing_state *st);
+
 /* JSON for pricing_state (integers only) and back; an empty object ('{}', the row a
  * transaction seeds before it locks it) reads as the zero state. */
 json_t *pstore_state_to_json(const pricing_state *s);
