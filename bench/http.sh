@@ -46,6 +46,8 @@ trap 'echo "bench: command failed (line $LINENO, status $?): $BASH_COMMAND" >&2'
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-10}
@@ -58,7 +60,6 @@ BUILD_DIR=${BUILD_DIR:-build}
 LOG_DIR=${LOG_DIR:-.tally/bench-run}
 PG_DIR=${PG_DIR:-.tally/bench-pg}
 
-die() { echo "bench: $*" >&2; exit 2; }
 for v in THREADS DURATION CONNS WRK_THREADS WARMUP ACCESS_LOG ROUNDS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v must be a non-negative integer, got '${!v}'"
 done
@@ -69,16 +70,6 @@ TMP=""
 BASE_PID=""
 PG_STARTED=0
 
-stop_pid() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
     local rc=$?
@@ -147,15 +138,6 @@ acct_json=$("$TALLYD" admin create-account --name bench-tenant --role tenant 2>>
 TENANT_KEY=$(json_str api_key)
 
 # --- servers ------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    local p
-    for _ in $(seq 1 100); do
-        p=$((20000 + RANDOM % 40000))
-        port_in_use "$p" || { echo "$p"; return 0; }
-    done
-    die "no free loopback port found"
-}
 
 "$BASELINE" --host 127.0.0.1 --port 0 --threads "$THREADS" 2>"$LOG_DIR/baseline.log" &
 BASE_PID=$!

@@ -38,6 +38,8 @@ trap 'echo "bench: command failed (line $LINENO, status $?): $BASH_COMMAND" >&2'
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 ROWS=${ROWS:-1000000}
 ROUNDS=${ROUNDS:-3}
@@ -46,22 +48,11 @@ BUILD_DIR=${BUILD_DIR:-build}
 PG_DIR=${PG_DIR:-.tally/reports-bench-pg}
 LOG_DIR=${LOG_DIR:-.tally/reports-bench}
 
-die() { echo "bench: $*" >&2; exit 2; }
 for v in ROWS ROUNDS THREADS; do
     [[ ${!v} =~ ^[0-9]+$ ]] && [ "${!v}" -ge 1 ] || die "$v must be a positive integer, got '${!v}'"
 done
 
 TMP="" SRV_PID="" PG_STARTED=0
-stop_pid() {
-    local pid=$1
-    [ -n "$pid" ] || return 0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
@@ -163,7 +154,6 @@ SQL
 fi
 
 # --- tallyd ------------------------------------------------------------------------------
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 PORT=""
 for _ in $(seq 1 100); do
     p=$((20000 + RANDOM % 40000)); port_in_use "$p" || { PORT=$p; break; }
