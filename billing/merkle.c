@@ -145,6 +145,48 @@ ledger_err ledger_merkle_verify(const ledger_hash leaf, const ledger_merkle_proo
     return LEDGER_OK;
 }
 
+/* One level up in place: pair cur[0..m) into cur[0..(m+1)/2), promoting an
+ * odd last node. Returns the new width. */
+static size_t level_up(unsigned char *cur, size_t m)
+{
+    for (size_t j = 0; j + 1 < m; j += 2)
+        ledger_merkle_node(LEAF(cur, j), LEAF(cur, j + 1), LEAF(cur, j / 2));
+    if (m & 1)
+        memmove(LEAF(cur, m / 2), LEAF(cur, m - 1), LEDGER_HASH_BYTES);
+    return (m + 1) / 2;
+}
+
+ledger_err ledger_merkle_prove_all(const unsigned char *leaves, size_t n, ledger_hash root,
+                                   ledger_merkle_proof *out, ledger_error *err)
+{
+    unsigned char *cur;
+    size_t m = n;
+
+    if (n == 0 || n > LEDGER_PARTITIONS_MAX)
+        return ledger_error_set(err, LEDGER_E_BAD_PARTITION_COUNT, -1, "partitions",
+                                "a tree has 1..%u leaves", LEDGER_PARTITIONS_MAX);
+    cur = malloc(n * LEDGER_HASH_BYTES);
+    if (!cur)
+        return ledger_error_set(err, LEDGER_E_NOMEM, -1, "", "out of memory");
+    memcpy(cur, leaves, n * LEDGER_HASH_BYTES);
+    for (size_t i = 0; i < n; i++) {
+        out[i].index = (uint32_t)i;
+        out[i].size = (uint32_t)n;
+        out[i].n_path = 0;
+    }
+    for (unsigned level = 0; m > 1; level++) {
+        for (size_t i = 0; i < n; i++) {
+            size_t sib = (i >> level) ^ 1;
+            if (sib < m)
+                memcpy(out[i].path[out[i].n_path++], LEAF(cur, sib), LEDGER_HASH_BYTES);
+        }
+        m = level_up(cur, m);
+    }
+    memcpy(root, cur, LEDGER_HASH_BYTES);
+    free(cur);
+    return LEDGER_OK;
+}
+
 /* Leaves of heads[0..n) into a fresh array (caller frees). */
 static ledger_err heads_leaves(const ledger_head *heads, uint32_t n, unsigned char **out,
                                ledger_error *err)

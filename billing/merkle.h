@@ -72,6 +72,15 @@ ledger_err ledger_merkle_prove(const unsigned char *leaves, size_t n, size_t ind
 ledger_err ledger_merkle_verify(const ledger_hash leaf, const ledger_merkle_proof *p,
                                 const ledger_hash root, ledger_error *err);
 
+/* ledger_merkle_prove_all - the root and every leaf's audit path in one pass:
+ * out[i] becomes the proof of leaves[i] (out has n elements), equal to what
+ * ledger_merkle_prove gives for each i, at n - 1 node hashes in all instead of
+ * about n per proof. Levels are built bottom-up, an odd last node promoted
+ * unchanged (the same tree, merkle.h above). Allocates a scratch copy of the
+ * leaves (freed before returning): LEDGER_E_NOMEM. */
+ledger_err ledger_merkle_prove_all(const unsigned char *leaves, size_t n, ledger_hash root,
+                                   ledger_merkle_proof *out, ledger_error *err);
+
 /* ledger_heads_root / ledger_heads_prove - the same over partition heads;
  * heads[i].partition must be i (LEDGER_E_WRONG_PARTITION otherwise). These
  * allocate a temporary leaf array (freed before returning). */
