@@ -81,17 +81,57 @@ const char *http_param(const http_ctx *c, const char *name)
     return router_param(&c->params, name);
 }
 
+/* Decode the query string once; -1 when it is malformed (then it reads as empty). */
+static int query_parse(http_ctx *c)
+{
+    const char *q;
+
+    if (c->query_parsed)
+        return c->query_parsed > 0 ? 0 : -1;
+    q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+    c->query.tqh_first = NULL;
+    c->query.tqh_last = &c->query.tqh_first;
+    c->query_parsed = 1;
+    if (q && evhttp_parse_query_str(q, &c->query) != 0) {
+        evhttp_clear_headers(&c->query);
+        c->query_parsed = -1;
+        return -1;
+    }
+    return 0;
+}
+
 const char *http_query(http_ctx *c, const char *name)
 {
-    if (!c->query_parsed) {
-        const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
-        c->query.tqh_first = NULL;
-        c->query.tqh_last = &c->query.tqh_first;
-        if (q && evhttp_parse_query_str(q, &c->query) != 0)
-            evhttp_clear_headers(&c->query);
-        c->query_parsed = 1;
-    }
+    query_parse(c);
     return evhttp_find_header(&c->query, name);
+}
+
+/* Refuse a query string the route does not take: malformed (400), a parameter it does not
+ * know or one given twice (422, naming it). 0 when the handler may run. */
+static int query_intake(http_ctx *c)
+{
+    const struct evkeyval *kv, *prev;
+
+    if (query_parse(c) != 0) {
+        http_reply_problem(c, PROB_BAD_REQUEST, "the query string is malformed", NULL);
+        return -1;
+    }
+    for (kv = c->query.tqh_first; kv; kv = kv->next.tqe_next) {
+        if (!router_query_allows(c->route, kv->key)) {
+            http_reply_problemf(c, PROB_VALIDATION, kv->key,
+                                "unknown query parameter '%.64s'; %s %s takes %s", kv->key,
+                                router_method_name(c->route->method), c->route->pattern,
+                                c->route->query ? c->route->query : "none");
+            return -1;
+        }
+        for (prev = c->query.tqh_first; prev != kv; prev = prev->next.tqe_next)
+            if (!strcmp(prev->key, kv->key)) {
+                http_reply_problemf(c, PROB_VALIDATION, kv->key,
+                                    "query parameter '%.64s' is given more than once", kv->key);
+                return -1;
+            }
+    }
+    return 0;
 }
 
 const char *http_header(const http_ctx *c, const char *name)
@@ -150,7 +190,7 @@ static void access_log(http_ctx *c, double secs, size_t bytes)
 
 static void ctx_free(http_ctx *c)
 {
-    if (c->query_parsed)
+    if (c->query_parsed > 0)
         evhttp_clear_headers(&c->query);
     json_decref(c->body);
     free(c->path);
@@ -478,7 +518,7 @@ static void call_handler(http_ctx *c)
                             c->route->pattern);
         return;
     }
-    if (body_intake(c) != 0)
+    if (query_intake(c) != 0 || body_intake(c) != 0)
         return;
     ((http_handler_fn)c->route->handler)(c);
 }

@@ -127,6 +127,21 @@ const char *router_param(const route_params *p, const char *name)
     return NULL;
 }
 
+int router_query_allows(const route *r, const char *name)
+{
+    size_t len = strlen(name);
+    const char *p = r->query;
+
+    while (p && *p) {
+        size_t wl = strcspn(p, " ");
+        if (wl == len && len && !strncmp(p, name, len))
+            return 1;
+        p += wl;
+        p += strspn(p, " ");
+    }
+    return 0;
+}
+
 const char *router_method_name(int method)
 {
     switch (method) {

@@ -34,6 +34,7 @@ typedef struct route {
     const char *pattern;   /* also the route's label in logs and metrics */
     unsigned roles;        /* bit mask of roles allowed; 0 = no authentication */
     void (*handler)(void); /* opaque to the router: cast back by the caller */
+    const char *query;     /* query parameters it accepts, space-separated; NULL = none */
 } route;
 
 enum router_result { ROUTER_MATCH, ROUTER_NOT_FOUND, ROUTER_METHOD_NOT_ALLOWED };
@@ -51,6 +52,9 @@ enum router_result router_match(const route *table, size_t n, int method, const 
 
 /* router_param - the value of a named parameter, or NULL. */
 const char *router_param(const route_params *p, const char *name);
+
+/* router_query_allows - whether r accepts a query parameter called name (exact, case-sensitive). */
+int router_query_allows(const route *r, const char *name);
 
 /* router_method_name - "GET" for HTTP_GET and so on. */
 const char *router_method_name(int method);

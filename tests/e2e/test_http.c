@@ -136,6 +136,46 @@ Test(http, bad_bodies_are_4xx_problems)
     cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM accounts"), "1");
 }
 
+/* A query parameter the route does not document, one given twice, or a malformed query
+ * string is refused before the handler runs (a typo'd filter must not silently list all). */
+Test(http, unknown_repeated_or_malformed_query_parameters_are_refused)
+{
+    static const struct {
+        const char *method, *path, *field;
+        long status;
+    } bad[] = {
+        {"GET", "/v1/accounts?order_id=x", "order_id", 422},   /* not a filter of this list */
+        {"GET", "/v1/accounts?Limit=5", "Limit", 422},         /* names are case-sensitive */
+        {"GET", "/v1/accounts?limit=1&limit=2", "limit", 422}, /* given twice */
+        {"GET", "/v1/devices/nvidia-h100-sxm?x=1", "x", 422},
+        {"POST", "/v1/accounts?dry_run=1", "dry_run", 422}, /* a route that takes none */
+        {"GET", "/v1/accounts?limit", NULL, 400},           /* no '=': malformed */
+        {"GET", "/v1/accounts?=5", NULL, 400},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *body =
+            !strcmp(bad[i].method, "POST") ? "{\"name\":\"q\",\"role\":\"tenant\"}" : NULL;
+        http_resp r = http_request(&srv, bad[i].method, bad[i].path, srv.admin_key, NULL, body,
+                                   body ? strlen(body) : 0);
+        expect_problem(&r, bad[i].status,
+                       bad[i].status == 400 ? "bad-request" : "validation-failed");
+        if (bad[i].field)
+            cr_assert_str_eq(json_string_value(json_object_get(r.json, "field")), bad[i].field,
+                             "%s: %s", bad[i].path, r.body);
+        http_resp_free(&r);
+    }
+    /* Nothing was created by the refused POST; documented parameters still work. */
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM accounts"), "1");
+    http_resp r =
+        http_request(&srv, "GET", "/v1/accounts?limit=1&after=acc_00000000000000000000000000",
+                     srv.admin_key, NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    r = http_request(&srv, "GET", "/healthz?", NULL, NULL, NULL, 0); /* an empty query is none */
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+}
+
 Test(http, a_huge_body_is_refused_without_a_crash)
 {
     size_t n = 16u << 20;

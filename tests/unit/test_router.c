@@ -8,9 +8,11 @@
 static void h(void) {}
 
 static const route table[] = {
-    {HTTP_GET, "/v1/accounts", 1, h},        {HTTP_POST, "/v1/accounts", 1, h},
-    {HTTP_GET, "/v1/accounts/{id}", 1, h},   {HTTP_DELETE, "/v1/accounts/{id}/keys/{key_id}", 1, h},
-    {HTTP_GET, "/v1/resolve/{name*}", 1, h},
+    {HTTP_GET, "/v1/accounts", 1, h, "limit after"},
+    {HTTP_POST, "/v1/accounts", 1, h, NULL},
+    {HTTP_GET, "/v1/accounts/{id}", 1, h, NULL},
+    {HTTP_DELETE, "/v1/accounts/{id}/keys/{key_id}", 1, h, NULL},
+    {HTTP_GET, "/v1/resolve/{name*}", 1, h, NULL},
 };
 #define N (sizeof table / sizeof table[0])
 
@@ -96,4 +98,15 @@ Test(router, service_table_has_no_duplicates)
             cr_assert(!(tally_routes[i].method == tally_routes[j].method &&
                         !strcmp(tally_routes[i].pattern, tally_routes[j].pattern)),
                       "duplicate route %s", tally_routes[i].pattern);
+}
+
+Test(router, query_allow_list_is_exact)
+{
+    cr_assert(router_query_allows(&table[0], "limit"));
+    cr_assert(router_query_allows(&table[0], "after"));
+    cr_assert_not(router_query_allows(&table[0], "limi"));   /* a prefix of a name */
+    cr_assert_not(router_query_allows(&table[0], "after ")); /* the separator is not a name */
+    cr_assert_not(router_query_allows(&table[0], "Limit"));  /* names are case-sensitive */
+    cr_assert_not(router_query_allows(&table[0], ""));
+    cr_assert_not(router_query_allows(&table[1], "limit")); /* NULL: takes none */
 }
