@@ -58,7 +58,17 @@ static const char usage[] =
     "  --max-body-bytes   TALLY_MAX_BODY_BYTES   largest request body (1048576)\n"
     "  --auth-cache-ms    TALLY_AUTH_CACHE_MS    API-key cache lifetime, 0 = off (2000)\n"
     "  --db-timeout-ms    TALLY_DB_TIMEOUT_MS    database statement and queue timeout (5000)\n"
-    "  --access-log       TALLY_ACCESS_LOG       one JSON line per request, 1 or 0 (1)\n";
+    "  --access-log       TALLY_ACCESS_LOG       one JSON line per request, 1 or 0 (1)\n"
+    "  --order-hold-margin-pct TALLY_ORDER_HOLD_MARGIN_PCT  orders hold p90 price + this % (10)\n"
+    "\n"
+    "environment only (serve; docs/operations.md has the ranges):\n"
+    "  TALLY_LEDGER_WRITERS (2), TALLY_LEDGER_BATCH_MAX (64), TALLY_LEDGER_BATCH_WAIT_US (1000),\n"
+    "  TALLY_LEDGER_PARTITIONS (16), TALLY_LEDGER_CHECKPOINT_S (60)   ledger writers and chains\n"
+    "  TALLY_LATENCY_MATRIX (embedded AWS matrix; none = off), TALLY_REGION (unset)\n"
+    "                                          placement latency model\n"
+    "  TALLY_SCHEDULER_URL (unset), TALLY_SCHEDULER_TIMEOUT_MS (500)   external scheduler\n"
+    "  TALLY_PROBE_INTERVAL_MS (30000), TALLY_PROBE_FAILURES (3), TALLY_PROBE_TIMEOUT_MS (2000)\n"
+    "                                          offer health probes and failover\n";
 
 static int usage_error(const char *fmt, const char *arg)
 {

@@ -67,6 +67,32 @@ Test(cli, help_and_version)
     cr_assert_eq(run("version", err, sizeof err), 0);
 }
 
+/* `tallyd help` names every setting docs/operations.md documents (its "| `TALLY_…` |" rows). */
+Test(cli, help_names_every_documented_setting)
+{
+    char cmd[1024], help[8192], row[512];
+    size_t n;
+    int seen = 0;
+    FILE *f;
+
+    snprintf(cmd, sizeof cmd, "%s help", bin());
+    f = popen(cmd, "r");
+    n = fread(help, 1, sizeof help - 1, f);
+    help[n] = '\0';
+    cr_assert_eq(pclose(f), 0);
+    f = fopen(TALLY_SOURCE_DIR "/docs/operations.md", "r");
+    cr_assert(f);
+    while (fgets(row, sizeof row, f)) {
+        char name[64];
+        if (sscanf(row, "| `%63[A-Z_]` |", name) != 1 || strncmp(name, "TALLY_", 6) != 0)
+            continue;
+        cr_assert(strstr(help, name), "'tallyd help' does not mention %s", name);
+        seen++;
+    }
+    fclose(f);
+    cr_assert_geq(seen, 20, "only %d settings found in docs/operations.md", seen);
+}
+
 Test(cli, missing_or_invalid_configuration_is_one_clear_line)
 {
     char err[2048];
