@@ -33,6 +33,16 @@
  * (Were w3@b in w3@a's calibration, m_A would be the geometric mean of 1.259197
  * and 0.890387 with w2's: 1.121816, and w3@a's CV 0.1627 instead of 0.)
  * Naive CVs: w3@a 0.3203, w3@b sqrt(2) x 0.207212 / 1.792788 = 0.1635.
+ *
+ * A job's own intensity: "llm-train=100:w4" keeps llm-train's efficiencies
+ * (40 %) at 100 FLOP/B, so both devices are memory-bound:
+ *   A100 roof 100 x 2 039 = 203.9 TFLOP/s -> 203 900 000 x 400 000 x 3 600 000
+ *        / 10^15 = 293 616 mCU/h;  H100 100 x 3 350 = 335 -> 482 400 mCU/h.
+ * Rows A100 x1 at 100/s and H100 x1 at 200/s: work per CU 100 / 293.616 =
+ * 0.340581 and 200 / 482.400 = 0.414594 -> CV sqrt(2) x 0.074013 / 0.755175 =
+ * 0.1386 (naive 0.3203 as above). --rows divides each by the geometric mean
+ * of the two: sqrt(0.340581 / 0.414594) = 0.906356 and 1 / that = 1.103319.
+ * "llm-train=abc:w4" and "llm-train=0:w4" are malformed and skipped.
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -49,6 +59,7 @@
 static char calib[] = "/tmp/tally-eval-calib-XXXXXX";
 static char heldout[] = "/tmp/tally-eval-heldout-XXXXXX";
 static char loo[] = "/tmp/tally-eval-loo-XXXXXX";
+static char own[] = "/tmp/tally-eval-own-XXXXXX";
 
 static void write_file(char *tmpl, const char *text)
 {
@@ -75,6 +86,10 @@ static void setup(void)
                     "llm-train:w3@a,bf16,nvidia-h100-sxm,1,200\n"
                     "llm-train:w3@b,bf16,nvidia-a100-sxm-80gb,1,50\n"
                     "llm-train:w3@b,bf16,nvidia-h100-sxm,1,200\n");
+    write_file(own, "llm-train=100:w4,bf16,nvidia-a100-sxm-80gb,1,100\n"
+                    "llm-train=100:w4,bf16,nvidia-h100-sxm,1,200\n"
+                    "llm-train=abc:w4,bf16,nvidia-h100-sxm,1,200\n"
+                    "llm-train=0:w4,bf16,nvidia-h100-sxm,1,200\n");
 }
 
 static void teardown(void)
@@ -82,6 +97,7 @@ static void teardown(void)
     unlink(calib);
     unlink(heldout);
     unlink(loo);
+    unlink(own);
 }
 
 TestSuite(eval_units, .init = setup, .fini = teardown);
@@ -211,6 +227,26 @@ Test(eval_units, loo_workload_holds_out_one_benchmark_at_a_time)
     json_decref(j);
 }
 
+Test(eval_units, a_job_intensity_overrides_the_class_intensity)
+{
+    json_t *j = run_csv(own, "--rows");
+    cr_assert_eq(json_integer_value(json_object_get(j, "rows")), 2);
+    cr_assert_eq(json_integer_value(json_object_get(j, "skipped")), 2);
+    cr_assert_float_eq(cv_of(j, "llm-train=100:w4", "tally_cv"), 0.1386, 0.0005);
+    cr_assert_float_eq(cv_of(j, "llm-train=100:w4", "naive_cv"), 0.3203, 0.0005);
+    json_t *rows = json_object_get(j, "per_row");
+    cr_assert_eq(json_array_size(rows), 2);
+    json_t *a = json_array_get(rows, 0), *h = json_array_get(rows, 1);
+    cr_assert_str_eq(json_string_value(json_object_get(a, "device")), "nvidia-a100-sxm-80gb");
+    cr_assert_str_eq(json_string_value(json_object_get(a, "roof")), "memory");
+    cr_assert_str_eq(json_string_value(json_object_get(h, "roof")), "memory");
+    cr_assert_float_eq(json_real_value(json_object_get(a, "eff")), 0.4, 1e-9);
+    cr_assert_float_eq(json_real_value(json_object_get(a, "tally_ratio")), 0.9064, 0.0005);
+    cr_assert_float_eq(json_real_value(json_object_get(h, "tally_ratio")), 1.1033, 0.0005);
+    cr_assert_float_eq(json_real_value(json_object_get(h, "per_device")), 200.0, 1e-9);
+    json_decref(j);
+}
+
 Test(eval_units, usage_errors)
 {
     FILE *p = popen(EVAL_BIN " units 2>/dev/null", "r");
@@ -220,6 +256,9 @@ Test(eval_units, usage_errors)
     cr_assert_not_null(p);
     cr_assert_eq(WEXITSTATUS(pclose(p)), 2);
     p = popen(EVAL_BIN " units --csv x.csv --cv k-fold 2>/dev/null", "r");
+    cr_assert_not_null(p);
+    cr_assert_eq(WEXITSTATUS(pclose(p)), 2);
+    p = popen(EVAL_BIN " units --csv x.csv --cv loo-workload --rows 2>/dev/null", "r");
     cr_assert_not_null(p);
     cr_assert_eq(WEXITSTATUS(pclose(p)), 2);
     p = popen(EVAL_BIN " units --csv /nonexistent/file.csv 2>/dev/null", "r");

@@ -9,6 +9,10 @@
  * device publishes no FP16 figure). A workload named "class:benchmark" with
  * a known class (llm-train, llm-decode, ...) uses that class's profile at
  * the row's precision; any other name uses the custom default intensity.
+ * "class=N:benchmark" keeps the class (its efficiencies, its calibration
+ * group) but gives the job its own intensity, N FLOP per byte at the row's
+ * precision - for a benchmark whose FLOP and bytes are derived from its model
+ * (docs/metering-eval.md). A malformed N skips the row.
  * Rows with unknown devices/precisions, unsupported precisions or malformed
  * fields are skipped and counted. Lines starting with '#' are comments.
  * "overall" is the row-weighted mean of the per-workload CVs (throughputs of
@@ -23,6 +27,9 @@
  * comes from published MFU figures); a (kind, class) or (device, class)
  * efficiency is its default times the geometric mean of those ratios.
  * --eff-out FILE writes the table used, so a result can be audited.
+ * --rows adds "per_row": each scored row's per-device throughput, roofline
+ * side, efficiency, and work per CU and per peak FP16 divided by the
+ * geometric mean of its workload (1.0 everywhere would be invariance).
  *
  * Cross-validation (--cv): `loo-workload` pools --csv and --calibrate rows and,
  * for each workload in turn, calibrates on every other workload and scores the
@@ -61,18 +68,42 @@ typedef struct {
 
 typedef enum { CAL_KIND = 0, CAL_DEVICE } cal_level;
 
+/* Intensity override of a "class=FLOP/B" prefix: milli-FLOP per byte at the
+ * row's precision, or 0 when there is none; -1 when malformed. */
+static int64_t prefix_intensity(char *prefix)
+{
+    char *eq = strchr(prefix, '='), *end;
+    if (!eq)
+        return 0;
+    *eq = '\0';
+    long long v = strtoll(eq + 1, &end, 10);
+    if (end == eq + 1 || *end != '\0' || v <= 0 || v > CU_MAX_INTENSITY / 1000)
+        return -1;
+    return (int64_t)v * 1000;
+}
+
+/* Profile of a workload "class:benchmark" or "class=FLOP/B:benchmark" (the
+ * class's efficiencies, the job's own intensity) at precision p. */
 static int row_profile(const char *wl, cat_precision p, cu_profile *out)
 {
-    char cls_name[64];
+    char prefix[64];
     const char *colon = strchr(wl, ':');
+    int64_t intensity = 0;
     cu_class cls = CU_CLASS_CUSTOM;
-    if (colon && (size_t)(colon - wl) < sizeof cls_name) {
-        memcpy(cls_name, wl, (size_t)(colon - wl));
-        cls_name[colon - wl] = '\0';
-        if (cu_class_parse(cls_name, &cls) != 0)
+    if (colon && (size_t)(colon - wl) < sizeof prefix) {
+        memcpy(prefix, wl, (size_t)(colon - wl));
+        prefix[colon - wl] = '\0';
+        intensity = prefix_intensity(prefix);
+        if (intensity < 0)
+            return -1;
+        if (cu_class_parse(prefix, &cls) != 0)
             cls = CU_CLASS_CUSTOM;
     }
-    return cu_profile_class_precision(cls, p, out) == CU_OK ? 0 : -1;
+    if (cu_profile_class_precision(cls, p, out) != CU_OK)
+        return -1;
+    if (intensity > 0)
+        out->intensity_milli = intensity;
+    return 0;
 }
 
 static double naive_peak(const cat_device *d)
@@ -316,6 +347,47 @@ static json_t *score(const cat_catalog *cat, const cu_eff_table *t, const cu_eff
     return json_pack("{s:o, s:o}", "workloads", per, "overall", overall_json(&acc));
 }
 
+/* ---- per-row diagnosis (--rows) ------------------------------------------- */
+
+/* Geometric mean over the rows of workload wl of v[i] (v parallel to s). */
+static double workload_gmean(const row_set *s, const char *wl, const double *v)
+{
+    double l = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i].workload, wl) == 0 && v[i] > 0)
+            l += log(v[i]), n++;
+    return n ? exp(l / (double)n) : NAN;
+}
+
+/* One object per row of s under t: per-device throughput, the roofline side,
+ * and work per CU (tally) and per peak FP16 TFLOPS (naive), each divided by
+ * the geometric mean of its workload - 1.0 everywhere would be invariance.
+ * tally/naive are scratch arrays of s->n. New reference. */
+static json_t *rows_json(const cat_catalog *cat, const cu_eff_table *t, const row_set *s,
+                         double *tally, double *naive)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < s->n; i++) {
+        tally[i] = work_per_cu(cat, t, &s->v[i]);
+        naive[i] = s->v[i].tput / ((double)s->v[i].count * naive_peak(s->v[i].dev));
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        const unit_row *r = &s->v[i];
+        cu_rate rate = {0};
+        cu_rate_for(cat, t, cat_device_id(r->dev), r->count, &r->prof, &rate, NULL);
+        json_array_append_new(
+            arr,
+            json_pack("{s:s, s:s, s:I, s:f, s:s, s:f, s:f, s:f}", "workload", r->workload, "device",
+                      cat_device_id(r->dev), "count", (json_int_t)r->count, "per_device",
+                      r->tput / (double)r->count, "roof", rate.memory_bound ? "memory" : "compute",
+                      "eff", (double)rate.eff_ppm / (double)CU_PPM, "tally_ratio",
+                      tally[i] / workload_gmean(s, r->workload, tally), "naive_ratio",
+                      naive[i] / workload_gmean(s, r->workload, naive)));
+    }
+    return arr;
+}
+
 /* ---- cross-validation ------------------------------------------------------ */
 
 /* Length of a workload's fold key: the name up to '@' ("...gptj-offline@tokens"
@@ -381,6 +453,7 @@ typedef struct {
     const char *csv, *catalog, *calib, *eff_in, *eff_out;
     cal_level level;
     cv_mode cv;
+    int rows; /* --rows: add the per-row table of the scored file */
 } units_opts;
 
 static int parse_cv(const char *arg, cv_mode *out)
@@ -396,13 +469,17 @@ static int parse_cv(const char *arg, cv_mode *out)
 
 static int parse_opts(int argc, char **argv, units_opts *o)
 {
-    static const struct option opts[] = {
-        {"csv", required_argument, 0, 'c'},       {"catalog", required_argument, 0, 'k'},
-        {"calibrate", required_argument, 0, 'a'}, {"level", required_argument, 0, 'l'},
-        {"eff", required_argument, 0, 'e'},       {"eff-out", required_argument, 0, 'o'},
-        {"cv", required_argument, 0, 'v'},        {0, 0, 0, 0}};
+    static const struct option opts[] = {{"csv", required_argument, 0, 'c'},
+                                         {"catalog", required_argument, 0, 'k'},
+                                         {"calibrate", required_argument, 0, 'a'},
+                                         {"level", required_argument, 0, 'l'},
+                                         {"eff", required_argument, 0, 'e'},
+                                         {"eff-out", required_argument, 0, 'o'},
+                                         {"cv", required_argument, 0, 'v'},
+                                         {"rows", no_argument, 0, 'r'},
+                                         {0, 0, 0, 0}};
     int c;
-    *o = (units_opts){NULL, TALLY_DEFAULT_CATALOG, NULL, NULL, NULL, CAL_DEVICE, CV_NONE};
+    *o = (units_opts){NULL, TALLY_DEFAULT_CATALOG, NULL, NULL, NULL, CAL_DEVICE, CV_NONE, 0};
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         if (c == 'c')
@@ -415,13 +492,17 @@ static int parse_opts(int argc, char **argv, units_opts *o)
             o->eff_in = optarg;
         else if (c == 'o')
             o->eff_out = optarg;
+        else if (c == 'r')
+            o->rows = 1;
         else if (c == 'l' && (strcmp(optarg, "kind") == 0 || strcmp(optarg, "device") == 0))
             o->level = strcmp(optarg, "kind") == 0 ? CAL_KIND : CAL_DEVICE;
         else if (c != 'v' || parse_cv(optarg, &o->cv) != 0)
             return -1;
     }
-    /* halves needs both halves; loo-workload and halves write no single table */
-    if (!o->csv || (o->cv == CV_HALVES && !o->calib) || (o->cv != CV_NONE && o->eff_out))
+    /* halves needs both halves; loo-workload and halves write no single table,
+     * and --rows is of one table */
+    if (!o->csv || (o->cv == CV_HALVES && !o->calib) ||
+        (o->cv != CV_NONE && (o->eff_out || o->rows)))
         return -1;
     return 0;
 }
@@ -531,6 +612,8 @@ static json_t *run_mode(const cat_catalog *cat, const units_opts *o, units_mem *
     else
         memcpy(u->t, u->base, sizeof *u->t);
     json_t *r = score(cat, u->t, u->base, &u->s, u->a, u->b);
+    if (o->rows)
+        json_object_set_new(r, "per_row", rows_json(cat, u->t, &u->s, u->a, u->b));
     if (o->cv == CV_HALVES) {
         calibrate(cat, u->base, &u->s, o->level, u->t, u->m);
         json_object_set_new(r, "reverse", score(cat, u->t, u->base, &u->cal, u->a, u->b));
@@ -549,10 +632,11 @@ int eval_units(int argc, char **argv)
     size_t cal_rows = 0;
     int rc = 1;
     if (parse_opts(argc, argv, &o) != 0) {
-        fprintf(stderr, "usage: tally-eval units --csv FILE [--catalog FILE] [--eff TABLE.json]\n"
-                        "         [--calibrate FILE [--level kind|device]] [--eff-out FILE]\n"
-                        "         [--cv loo-workload|halves]   (halves needs --calibrate;\n"
-                        "          --cv writes no --eff-out)\n");
+        fprintf(stderr,
+                "usage: tally-eval units --csv FILE [--catalog FILE] [--eff TABLE.json]\n"
+                "         [--calibrate FILE [--level kind|device]] [--eff-out FILE]\n"
+                "         [--cv loo-workload|halves]   (halves needs --calibrate;\n"
+                "          --cv writes no --eff-out)  [--rows]  (per-row ratios, no --cv)\n");
         return 2;
     }
     if (mem_alloc(&u) != 0 || !(cat = cat_load_file(o.catalog, &cerr))) {
