@@ -4,10 +4,15 @@
  * A quote measures the workload with the in-memory catalog, rates it with the
  * named policy version (plus the platform's fee policy), the tenant's
  * period-to-date state for the quote's UTC month and the live utilisation, and
- * stores the result as canonical JSON signed by the service key:
- *   signature = Ed25519("tally-quote-v1\n" || canonical JSON)
- * where canonical JSON has sorted keys, no spaces and only strings and
- * integers. The quote is honoured at its price until expires_at.
+ * stores the result as canonical JSON (sorted keys, no spaces, only strings
+ * and integers), signed by the service key per batch of stored quotes
+ * (server/quote_writer.c, billing/quote_proof.h):
+ *   leaf = BLAKE2b-256(0x00 || "tally-quote-leaf-v1\n" || canonical JSON)
+ *   signature = Ed25519("tally-quote-batch-v1" || Merkle root of the batch)
+ * and the reply carries the quote's audit path from its leaf to that root.
+ * Quotes stored before migration 0015 keep their per-quote signature
+ * ("tally-quote-v1\n" || canonical JSON) and are read back with it. The
+ * quote is honoured at its price until expires_at.
  */
 #include "handlers.h"
 #include "idem_write.h"
@@ -16,6 +21,7 @@
 #include "money.h"
 #include "pricing_store.h"
 #include "quote_doc.h"
+#include "quote_proof.h"
 #include "quote_writer.h"
 #include "scope.h"
 #include "server.h"
@@ -28,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QUOTE_DOMAIN "tally-quote-v1\n"
+#define QUOTE_V1_LABEL "tally-quote-v1\\n || canonical JSON"
 #define QUOTE_MAX_AHEAD_MS (366LL * 86400 * 1000)
 #define QUOTE_DEFAULT_VALID_S 900
 
@@ -41,8 +47,8 @@ struct quote_job {
     long long count, mcu, wall_ms, valid_for_s;
     int64_t start_ms, end_ms, expires_ms;
     const signing_key *key;
-    /* the signed result */
-    char period[8], currency[8], expires_at[40], sighex[2 * crypto_sign_BYTES + 1];
+    /* the rated result (signed by the quote writer with its batch) */
+    char period[8], currency[8], expires_at[40];
     char *canon; /* canonical document text */
     size_t canon_len;
     int64_t total;
@@ -164,32 +170,59 @@ static int quote_rate(struct quote_job *j, const pstore_version *pol, const psto
     return rc;
 }
 
-/* Sign j->canon and fill the job's row. 0, or -1 out of memory. */
-static int quote_sign(struct quote_job *j)
+/* Fill the job's row for the quote writer: the document and its leaf hash
+ * (the writer signs the batch the row lands in). */
+static void quote_seal(struct quote_job *j)
 {
-    unsigned char sig[crypto_sign_BYTES];
-    size_t dl = strlen(QUOTE_DOMAIN);
-    unsigned char *msg = malloc(dl + j->canon_len);
-
-    if (!msg)
-        return -1;
-    memcpy(msg, QUOTE_DOMAIN, dl);
-    memcpy(msg + dl, j->canon, j->canon_len);
-    crypto_sign_detached(sig, NULL, msg, dl + j->canon_len, j->key->sk);
-    free(msg);
-    sodium_bin2hex(j->sighex, sizeof j->sighex, sig, sizeof sig);
     j->row = (qw_row){.id = j->id,
                       .tenant = j->tenant,
                       .policy_id = j->policy_id,
                       .currency = j->currency,
                       .document = j->canon,
                       .kid = j->key->kid,
-                      .signature = j->sighex,
+                      .sk = j->key->sk,
                       .expires_at = j->expires_at,
                       .expires_ms = j->expires_ms,
                       .policy_version = j->policy_version,
                       .total_micros = j->total};
-    return 0;
+    quote_proof_leaf(j->canon, j->canon_len, j->row.leaf);
+}
+
+/* Lower-case hex of n bytes as a JSON string. */
+static void jw_hex(jsonw *w, const unsigned char *p, size_t n)
+{
+    char hex[2 * QW_SIG_BYTES + 1];
+
+    sodium_bin2hex(hex, sizeof hex, p, n);
+    jw_str(w, hex);
+}
+
+/* The batch signature object of a stored row (see quote_proof.h). */
+static void quote_sig_batch(jsonw *w, const qw_row *r)
+{
+    jw_open(w);
+    jw_key(w, "alg");
+    jw_str(w, "Ed25519");
+    jw_key(w, "kid");
+    jw_str(w, r->kid);
+    jw_key(w, "signed");
+    jw_str(w, QUOTE_BATCH_SIGNED_LABEL);
+    jw_key(w, "value");
+    jw_hex(w, r->sig, QW_SIG_BYTES);
+    jw_key(w, "batch");
+    jw_str(w, r->batch_id);
+    jw_key(w, "batch_size");
+    jw_int(w, r->batch_n);
+    jw_key(w, "leaf_index");
+    jw_int(w, r->leaf_index);
+    jw_key(w, "root");
+    jw_hex(w, r->root, QW_HASH_BYTES);
+    jw_key(w, "path");
+    jw_open_array(w);
+    for (uint32_t i = 0; i < r->n_path; i++)
+        jw_hex(w, r->path[i], QW_HASH_BYTES);
+    jw_close_array(w);
+    jw_close(w);
 }
 
 /* The response body: the canonical document with its "signature" member
@@ -202,16 +235,7 @@ static char *quote_body(const struct quote_job *j, size_t *len)
     jw_raw(&w, j->canon, j->canon_len - 1); /* without the closing brace */
     w.comma = 1;
     jw_key(&w, "signature");
-    jw_open(&w);
-    jw_key(&w, "alg");
-    jw_str(&w, "Ed25519");
-    jw_key(&w, "kid");
-    jw_str(&w, j->key->kid);
-    jw_key(&w, "signed");
-    jw_str(&w, "tally-quote-v1\\n || canonical JSON");
-    jw_key(&w, "value");
-    jw_str(&w, j->sighex);
-    jw_close(&w);
+    quote_sig_batch(&w, &j->row);
     jw_close(&w); /* the document's own closing brace */
     return jw_take(&w, len);
 }
@@ -249,10 +273,7 @@ static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
     }
     if (quote_rate(j, &pol, &plat, &state, util, body) != 0)
         goto out;
-    if (quote_sign(j) != 0) {
-        rc = DB_FAILED;
-        goto out;
-    }
+    quote_seal(j);
     if ((rc = qw_insert(db, &row, 1)) != DB_OK)
         goto out;
     if (row->status == QW_NO_TENANT) {
@@ -273,7 +294,7 @@ out:
     return rc;
 }
 
-/* ---- the cached path: rate and sign on the loop, group insert ------------------- */
+/* ---- the cached path: rate on the loop, group insert and batch signature ------------------- */
 
 static void quote_stored(qw_row *row)
 {
@@ -297,7 +318,7 @@ static void quote_stored(qw_row *row)
     quote_job_free(j);
 }
 
-/* Rate and sign j with cached inputs (released here), then store it. */
+/* Rate j with cached inputs (released here), then hand it to the writer. */
 static void quote_from_cache(http_ctx *c, struct quote_job *j, pstore_quote_inputs *in)
 {
     json_t *problem;
@@ -310,11 +331,7 @@ static void quote_from_cache(http_ctx *c, struct quote_job *j, pstore_quote_inpu
         quote_job_free(j);
         return;
     }
-    if (quote_sign(j) != 0) {
-        http_reply_problem(c, PROB_INTERNAL, "out of memory", NULL);
-        quote_job_free(j);
-        return;
-    }
+    quote_seal(j);
     j->c = c;
     j->row.done = quote_stored;
     j->row.arg = j;
@@ -477,28 +494,62 @@ static void quote_read_free(void *arg)
     free(j);
 }
 
+/* A quote and, for one signed per batch (since 0015), its batch. */
 static const char sql_quote_get[] =
-    "SELECT document, kid, signature, expires_at < now() FROM quotes WHERE id = $1 AND "
-    "($2::text IS NULL OR tenant_id = $2)";
+    "SELECT q.document, q.kid, q.signature, q.expires_at < now(), q.batch_id, q.leaf_index, "
+    "encode(q.path, 'hex'), encode(b.root, 'hex'), b.kid, encode(b.signature, 'hex'), b.n "
+    "FROM quotes q LEFT JOIN quote_batches b ON b.id = q.batch_id WHERE q.id = $1 AND "
+    "($2::text IS NULL OR q.tenant_id = $2)";
+
+/* The stored signature object of row 0 of r: the batch form, or the
+ * per-quote (v1) form of a quote stored before 0015. NULL when the row names
+ * a batch that is not there (a broken database) or out of memory. */
+static json_t *quote_sig_stored(PGresult *r)
+{
+    const char *path = PQgetvalue(r, 0, 6);
+    size_t np = strlen(path) / (2 * QW_HASH_BYTES);
+    json_t *arr;
+
+    if (PQgetisnull(r, 0, 4))
+        return json_pack("{s:s, s:s, s:s, s:s}", "alg", "Ed25519", "kid", PQgetvalue(r, 0, 1),
+                         "value", PQgetvalue(r, 0, 2), "signed", QUOTE_V1_LABEL);
+    if (PQgetisnull(r, 0, 7) || !(arr = json_array()))
+        return NULL;
+    for (size_t i = 0; i < np; i++)
+        json_array_append_new(arr, json_stringn(path + i * 2 * QW_HASH_BYTES, 2 * QW_HASH_BYTES));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o}", "alg", "Ed25519", "kid",
+                     PQgetvalue(r, 0, 8), "signed", QUOTE_BATCH_SIGNED_LABEL, "value",
+                     PQgetvalue(r, 0, 9), "batch", PQgetvalue(r, 0, 4), "batch_size",
+                     (json_int_t)atoll(PQgetvalue(r, 0, 10)), "leaf_index",
+                     (json_int_t)atoll(PQgetvalue(r, 0, 5)), "root", PQgetvalue(r, 0, 7), "path",
+                     arr);
+}
 
 static int quote_read_work(db_conn *db, void *arg)
 {
     struct quote_read *j = arg;
     const char *p[] = {j->id, j->owner};
     PGresult *r = db_exec(db, sql_quote_get, 2, p);
+    json_t *sig;
+    int expired;
 
     if (!r)
         return db_last_status(db);
-    if (PQntuples(r) == 1) {
-        j->out = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        json_object_set_new(j->out, "signature",
-                            json_pack("{s:s, s:s, s:s, s:s}", "alg", "Ed25519", "kid",
-                                      PQgetvalue(r, 0, 1), "value", PQgetvalue(r, 0, 2), "signed",
-                                      "tally-quote-v1\\n || canonical JSON"));
-        json_object_set_new(j->out, "expired", json_boolean(PQgetvalue(r, 0, 3)[0] == 't'));
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        return 0;
     }
+    j->out = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    sig = quote_sig_stored(r);
+    expired = PQgetvalue(r, 0, 3)[0] == 't';
     PQclear(r);
-    return j->out ? 1 : 0;
+    if (!j->out || !sig) {
+        json_decref(sig);
+        return DB_FAILED;
+    }
+    json_object_set_new(j->out, "signature", sig);
+    json_object_set_new(j->out, "expired", json_boolean(expired));
+    return 1;
 }
 
 static void quote_read_done(http_ctx *c, int found, void *arg)

@@ -13,6 +13,7 @@
  *   platform fee 5 % paid by the provider: 1.994683(2) -> 1.994683 (half-even),
  *   provider net = 39.893664 - 1.994683 = 37.898981
  */
+#include "quote_proof.h"
 #include "testdb.h"
 #include "testhttp.h"
 
@@ -105,14 +106,113 @@ static http_resp quote(const char *k, const char *policy, const char *extra)
     return post("/v1/quotes", k, body);
 }
 
+/* The public key of the service key kid, as GET /v1/ledger/keys publishes it. */
+static void service_pk(const char *kid, unsigned char pk[32])
+{
+    static char last_kid[32];
+    static unsigned char last_pk[32];
+    http_resp r;
+    size_t i;
+    json_t *k;
+    int found = 0;
+
+    if (!strcmp(kid, last_kid)) {
+        memcpy(pk, last_pk, 32);
+        return;
+    }
+    r = http_request(&srv, "GET", "/v1/ledger/keys", key(ten), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    json_array_foreach(json_object_get(r.json, "data"), i, k)
+    {
+        if (!strcmp(sv(k, "kid"), kid)) {
+            cr_assert_eq(sodium_hex2bin(pk, 32, sv(k, "public_key"), 64, NULL, NULL, NULL), 0);
+            found = 1;
+        }
+    }
+    cr_assert(found, "key %s is not published: %s", kid, r.body);
+    http_resp_free(&r);
+    snprintf(last_kid, sizeof last_kid, "%s", kid);
+    memcpy(last_pk, pk, 32);
+}
+
+/* The canonical bytes of a returned quote: without signature (and expired). */
+static char *quote_canon(const json_t *quote)
+{
+    json_t *doc = json_deep_copy(quote);
+    char *canon;
+
+    json_object_del(doc, "signature");
+    json_object_del(doc, "expired");
+    canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(doc);
+    return canon;
+}
+
+/* Offline check of a batch-signed quote from its signature object: canonical
+ * document (canon; NULL: from the quote) -> leaf -> path -> root -> Ed25519
+ * with the published key. sig may be a tampered copy. LEDGER_OK or the
+ * failure. */
+static ledger_err quote_check(const json_t *quote, const json_t *sig, const char *canon)
+{
+    ledger_merkle_proof p = {0};
+    unsigned char pk[32], root[32], s64[64];
+    char *own = canon ? NULL : quote_canon(quote);
+    size_t i;
+    json_t *h;
+    ledger_err rc;
+
+    cr_assert_str_eq(sv((json_t *)sig, "alg"), "Ed25519");
+    cr_assert_str_eq(sv((json_t *)sig, "signed"), "tally-quote-batch-v1 || Merkle root");
+    service_pk(sv((json_t *)sig, "kid"), pk);
+    cr_assert_eq(sodium_hex2bin(root, 32, sv((json_t *)sig, "root"), 64, NULL, NULL, NULL), 0);
+    cr_assert_eq(sodium_hex2bin(s64, 64, sv((json_t *)sig, "value"), 128, NULL, NULL, NULL), 0);
+    p.index = (uint32_t)json_integer_value(json_object_get(sig, "leaf_index"));
+    p.size = (uint32_t)json_integer_value(json_object_get(sig, "batch_size"));
+    json_array_foreach(json_object_get(sig, "path"), i, h)
+    {
+        cr_assert_lt(i, (size_t)LEDGER_MERKLE_MAX_PATH);
+        cr_assert_eq(sodium_hex2bin(p.path[i], 32, json_string_value(h), 64, NULL, NULL, NULL), 0);
+        p.n_path = i + 1;
+    }
+    canon = canon ? canon : own;
+    rc = quote_proof_verify(canon, strlen(canon), &p, root, s64, pk, NULL);
+    free(own);
+    return rc;
+}
+
+/* A quote verifies offline; one byte of its document, or of its path, changed
+ * does not. Returns the quote's batch size. */
+static long assert_signed(const json_t *quote)
+{
+    const json_t *sig = json_object_get(quote, "signature");
+    char *canon = quote_canon(quote);
+    json_t *bad;
+
+    cr_assert_not_null(sig, "no signature");
+    cr_assert_eq(quote_check(quote, sig, NULL), LEDGER_OK, "quote %s verifies",
+                 sv((json_t *)quote, "id"));
+    canon[strlen(canon) / 2] ^= 1;
+    cr_assert_neq(quote_check(quote, sig, canon), LEDGER_OK, "a changed document is detected");
+    free(canon);
+    if (json_array_size(json_object_get(sig, "path")) > 0) {
+        char h[65];
+        bad = json_deep_copy(sig);
+        snprintf(h, sizeof h, "%s",
+                 json_string_value(json_array_get(json_object_get(bad, "path"), 0)));
+        h[7] = h[7] == '0' ? '1' : '0';
+        json_array_set_new(json_object_get(bad, "path"), 0, json_string(h));
+        cr_assert_neq(quote_check(quote, bad, NULL), LEDGER_OK, "a changed path is detected");
+        json_decref(bad);
+    }
+    return (long)json_integer_value(json_object_get(sig, "batch_size"));
+}
+
 Test(pricing_api, quote_is_hand_checked_and_signed)
 {
     char *pol = make_policies();
     http_resp r = quote(key(ten), pol, NULL);
-    json_t *doc, *sig;
-    char *canon, pk_hex[65], path[600];
-    unsigned char pk[32], sigb[64];
-    json_t *keyfile;
+    json_t *doc;
+    char path[600];
     cr_assert_eq(r.status, 201, "%s", r.body);
     cr_assert_str_eq(sv(r.json, "total"), "39.893664", "%s", r.body);
     cr_assert_eq(json_integer_value(json_object_get(r.json, "total_micros")), 39893664);
@@ -126,35 +226,19 @@ Test(pricing_api, quote_is_hand_checked_and_signed)
             json_integer_value(json_object_get(l, "amount_micros"));
         cr_assert_eq(sum, 39893664, "lines sum to the total");
     }
-    /* verify the signature with the service's public key */
+    /* verify the signature with the service's public key (a lone quote: a batch of one) */
+    cr_assert_eq(assert_signed(r.json), 1);
+    cr_assert_eq(json_array_size(json_object_get(json_object_get(r.json, "signature"), "path")), 0);
     doc = json_deep_copy(r.json);
-    sig = json_incref(json_object_get(doc, "signature"));
-    json_object_del(doc, "signature");
-    canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    snprintf(path, sizeof path, "%s/signing.key", srv.dir);
-    keyfile = json_load_file(path, 0, NULL);
-    snprintf(pk_hex, sizeof pk_hex, "%s", sv(keyfile, "public_key"));
-    cr_assert_eq(sodium_hex2bin(pk, 32, pk_hex, 64, NULL, NULL, NULL), 0);
-    cr_assert_eq(sodium_hex2bin(sigb, 64, sv(sig, "value"), 128, NULL, NULL, NULL), 0);
-    {
-        size_t n = strlen(canon) + 15;
-        unsigned char *msg = malloc(n);
-        memcpy(msg, "tally-quote-v1\n", 15);
-        memcpy(msg + 15, canon, strlen(canon));
-        cr_assert_eq(crypto_sign_verify_detached(sigb, msg, n, pk), 0, "signature verifies");
-        msg[20] ^= 1;
-        cr_assert_neq(crypto_sign_verify_detached(sigb, msg, n, pk), 0, "tampering is detected");
-        free(msg);
-    }
-    free(canon);
-    json_decref(keyfile);
-    json_decref(sig);
     /* read back: own tenant yes, another tenant no */
     snprintf(path, sizeof path, "/v1/quotes/%s", sv(doc, "id"));
     http_resp_free(&r);
     r = http_request(&srv, "GET", path, key(ten), NULL, NULL, 0);
     cr_assert_eq(r.status, 200);
     cr_assert(json_is_false(json_object_get(r.json, "expired")));
+    cr_assert(json_equal(json_object_get(r.json, "signature"), json_object_get(doc, "signature")),
+              "GET returns the signature object of the POST: %s", r.body);
+    assert_signed(r.json);
     cr_assert_str_eq(sv(r.json, "total"), "39.893664");
     http_resp_free(&r);
     r = http_request(&srv, "GET", path, key(ten2), NULL, NULL, 0);
@@ -344,35 +428,6 @@ Test(pricing_api, quote_idempotency)
     http_resp_free(&b);
 }
 
-/* The quote's Ed25519 signature over "tally-quote-v1\n" || its canonical JSON
- * (the document without "signature", re-canonicalised by jansson) verifies
- * with the service's public key. */
-static void assert_signed(const json_t *quote)
-{
-    json_t *doc = json_deep_copy(quote), *keyfile;
-    const char *sig = sv(json_object_get(quote, "signature"), "value");
-    unsigned char pk[32], sigb[64], *msg;
-    char *canon, path[600];
-    size_t n;
-
-    cr_assert_not_null(sig, "no signature");
-    json_object_del(doc, "signature");
-    canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
-    snprintf(path, sizeof path, "%s/signing.key", srv.dir);
-    keyfile = json_load_file(path, 0, NULL);
-    cr_assert_eq(sodium_hex2bin(pk, 32, sv(keyfile, "public_key"), 64, NULL, NULL, NULL), 0);
-    cr_assert_eq(sodium_hex2bin(sigb, 64, sig, 128, NULL, NULL, NULL), 0);
-    n = strlen(canon) + 15;
-    msg = malloc(n);
-    memcpy(msg, "tally-quote-v1\n", 15);
-    memcpy(msg + 15, canon, n - 15);
-    cr_assert_eq(crypto_sign_verify_detached(sigb, msg, n, pk), 0, "signature of %s", canon);
-    free(msg);
-    free(canon);
-    json_decref(keyfile);
-    json_decref(doc);
-}
-
 /* GET /v1/quotes/{id} as k: the status, and the stored total when found. */
 static long get_quote(const char *k, const char *id, char *total, size_t len)
 {
@@ -411,7 +466,7 @@ Test(pricing_api, cached_quotes_are_signed_and_stored_before_the_reply)
 struct burst {
     const char *pol;
     int ok;
-    char ids[8][48];
+    json_t *quotes[8];
 };
 
 static void *quote_burst(void *arg)
@@ -419,20 +474,22 @@ static void *quote_burst(void *arg)
     struct burst *b = arg;
     for (int i = 0; i < 8; i++) {
         http_resp r = quote(key(ten), b->pol, NULL);
-        if (r.status == 201 && sv(r.json, "id")) {
-            snprintf(b->ids[b->ok++], sizeof b->ids[0], "%s", sv(r.json, "id"));
-        }
+        if (r.status == 201 && sv(r.json, "id"))
+            b->quotes[b->ok++] = json_incref(r.json);
         http_resp_free(&r);
     }
     return NULL;
 }
 
-/* Concurrent quotes share multi-row INSERTs: every 201 is a stored row. */
+/* Concurrent quotes share batches (one COPY, one signature): every 201 is a
+ * stored row, every quote verifies offline from its own signature object,
+ * and GET returns the same object. */
 Test(pricing_api, concurrent_quotes_are_all_stored)
 {
-    char *pol = make_policies();
+    char *pol = make_policies(), path[80];
     struct burst b[16];
     pthread_t t[16];
+    long largest = 0;
     http_resp r = quote(key(ten), pol, NULL); /* loads the inputs into the cache */
     cr_assert_eq(r.status, 201, "%s", r.body);
     http_resp_free(&r);
@@ -445,10 +502,82 @@ Test(pricing_api, concurrent_quotes_are_all_stored)
         pthread_join(t[i], NULL);
     for (int i = 0; i < 16; i++) {
         cr_assert_eq(b[i].ok, 8, "thread %d: %d of 8 quotes answered 201", i, b[i].ok);
-        cr_assert_eq(get_quote(key(ten), b[i].ids[i % 8], NULL, 0), 200);
+        for (int k = 0; k < 8; k++) {
+            long n = assert_signed(b[i].quotes[k]);
+            largest = n > largest ? n : largest;
+        }
+        snprintf(path, sizeof path, "/v1/quotes/%s", sv(b[i].quotes[i % 8], "id"));
+        r = http_request(&srv, "GET", path, key(ten), NULL, NULL, 0);
+        cr_assert_eq(r.status, 200);
+        cr_assert(json_equal(json_object_get(r.json, "signature"),
+                             json_object_get(b[i].quotes[i % 8], "signature")),
+                  "%s", r.body);
+        assert_signed(r.json);
+        http_resp_free(&r);
+        for (int k = 0; k < 8; k++)
+            json_decref(b[i].quotes[k]);
     }
+    cr_assert_gt(largest, 1, "128 concurrent quotes formed batches of more than one");
     cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) FROM quotes"), "129");
     cr_assert_str_eq(testdb_exec(ci, "SELECT count(DISTINCT id) FROM quotes"), "129");
+    cr_assert_str_eq(testdb_exec(ci, "SELECT sum(n) FROM quote_batches"), "129",
+                     "every quote is in exactly one batch");
+}
+
+/* A quote stored before migration 0015 (signed on its own over
+ * "tally-quote-v1\n" || canonical JSON, no batch) reads back with that
+ * signature, which verifies with the service key. */
+Test(pricing_api, quotes_signed_one_by_one_stay_readable)
+{
+    char *pol = make_policies(), *canon, id[48], sql[8192], sighex[129], path[600];
+    unsigned char pk[32], sk[64], seed[32], sig[64], *msg;
+    http_resp r = quote(key(ten), pol, NULL);
+    json_t *doc, *keyfile;
+    size_t n;
+
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(path, sizeof path, "%s/signing.key", srv.dir);
+    keyfile = json_load_file(path, 0, NULL);
+    cr_assert_eq(sodium_hex2bin(seed, 32, sv(keyfile, "seed"), 64, NULL, NULL, NULL), 0);
+    crypto_sign_seed_keypair(pk, sk, seed);
+    /* a v1 row as the writer stored it before 0015 */
+    snprintf(id, sizeof id, "quo_7%s", sv(r.json, "id") + 5);
+    doc = json_deep_copy(r.json);
+    json_object_del(doc, "signature");
+    json_object_set_new(doc, "id", json_string(id));
+    canon = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    n = strlen(canon) + 15;
+    msg = malloc(n);
+    memcpy(msg, "tally-quote-v1\n", 15);
+    memcpy(msg + 15, canon, n - 15);
+    crypto_sign_detached(sig, NULL, msg, n, sk);
+    sodium_bin2hex(sighex, sizeof sighex, sig, 64);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO quotes (id, tenant_id, policy_id, policy_version, currency, "
+             "total_micros, document, kid, signature, expires_at) SELECT '%s', tenant_id, "
+             "policy_id, policy_version, currency, total_micros, '%s', '%s', '%s', expires_at "
+             "FROM quotes WHERE id = '%s'",
+             id, canon, sv(json_object_get(r.json, "signature"), "kid"), sighex, sv(r.json, "id"));
+    cr_assert_not_null(testdb_exec(ci, sql), "%s", testdb_error());
+    http_resp_free(&r);
+    snprintf(path, sizeof path, "/v1/quotes/%s", id);
+    r = http_request(&srv, "GET", path, key(ten), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(sv(json_object_get(r.json, "signature"), "signed"),
+                     "tally-quote-v1\\n || canonical JSON", "%s", r.body);
+    cr_assert_str_eq(sv(json_object_get(r.json, "signature"), "value"), sighex);
+    free(canon);
+    canon = quote_canon(r.json);
+    memcpy(msg + 15, canon, n - 15);
+    cr_assert_eq(strlen(canon), n - 15);
+    cr_assert_eq(crypto_sign_verify_detached(sig, msg, n, pk), 0, "the v1 signature verifies");
+    msg[20] ^= 1;
+    cr_assert_neq(crypto_sign_verify_detached(sig, msg, n, pk), 0, "tampering is detected");
+    free(msg);
+    free(canon);
+    json_decref(doc);
+    json_decref(keyfile);
+    http_resp_free(&r);
 }
 
 /* A change committed through this process is used by the very next quote:
@@ -585,9 +714,9 @@ Test(pricing_api, issue_bad_inputs_are_4xx_and_change_nothing)
     snprintf(
         sql, sizeof sql,
         "INSERT INTO quotes (id, tenant_id, policy_id, policy_version, currency, total_micros, "
-        "document, kid, signature, expires_at) SELECT 'quo_7' || substr(id, 6), tenant_id, "
-        "policy_id, policy_version, currency, total_micros, document, kid, signature, "
-        "now() - interval '1 minute' FROM quotes WHERE id = '%s'",
+        "document, batch_id, leaf_index, path, expires_at) SELECT 'quo_7' || substr(id, 6), "
+        "tenant_id, policy_id, policy_version, currency, total_micros, document, batch_id, "
+        "leaf_index, path, now() - interval '1 minute' FROM quotes WHERE id = '%s'",
         expired);
     cr_assert_not_null(testdb_exec(ci, sql), "%s", testdb_error());
     snprintf(sql, sizeof sql, "/v1/quotes/quo_7%s", expired + 5);
