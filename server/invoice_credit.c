@@ -7,16 +7,20 @@
  * "credit-note:<invoice>:<Idempotency-Key>". Then, in one transaction, the
  * note is numbered from the locked "CN" counter row (gap-free), signed
  * (Ed25519 over "tally-credit-note-v1\n" || canonical JSON) and stored with the
- * ledger transaction's id. A retry with the same key replays the ledger
- * outcome and finds the stored note by its transaction id, so a crash between
- * the two steps finishes on retry and never pays twice. The notes of an invoice
- * never add up to more than its total (checked before the money moves; two
- * notes racing for the last remainder are not serialised - finance's call).
+ * ledger transaction's id. Before the money moves the request is stored as a
+ * pending intent (migration 0017), marked done in the note's transaction. A
+ * retry with the same key, or the janitor for an intent still pending 10 s
+ * later (invoice_credit_sweep), replays the ledger outcome and finds the stored
+ * note by its transaction id, so a crash between the two steps never pays twice
+ * and never leaves money moved without its note. The notes of an invoice (and
+ * its pending intents) never add up to more than its total: checked before the
+ * money moves, under a per-invoice advisory lock that serialises them.
  */
 #include "invoice_store.h"
 #include "idem_write.h"
 #include "ids.h"
 #include "jsonw.h"
+#include "log.h"
 #include "ledger_svc.h"
 #include "money.h"
 #include "server.h"
@@ -32,8 +36,23 @@ static const char sql_invoice[] =
     "currency = i.currency), (SELECT id FROM ledger_accounts WHERE owner_id IS NULL AND "
     "purpose = 'revenue' AND currency = i.currency), (SELECT coalesce(sum((x->>'amount')::bigint), "
     "0) FROM jsonb_array_elements(i.lines) x WHERE x->>'payer' = 'tenant') - (SELECT "
-    "coalesce(sum(n.amount_micros), 0) FROM credit_notes n WHERE n.invoice_id = i.id) "
+    "coalesce(sum(n.amount_micros), 0) FROM credit_notes n WHERE n.invoice_id = i.id) - (SELECT "
+    "coalesce(sum(c.amount_micros), 0) FROM credit_note_intents c WHERE c.invoice_id = i.id AND "
+    "c.state = 'pending' AND NOT (c.caller = $2 AND c.idem_key = $3)) "
     "FROM invoices i WHERE i.id = $1";
+/* The request, written down before the money moves (kept as it was if it exists). */
+static const char sql_intent[] =
+    "INSERT INTO credit_note_intents (caller, invoice_id, idem_key, caller_role, amount_micros, "
+    "reason) VALUES ($1, $2, $3, $4::integer, $5::bigint, $6) ON CONFLICT DO NOTHING";
+static const char sql_intent_get[] =
+    "SELECT amount_micros = $4::bigint AND reason = $5 FROM credit_note_intents WHERE "
+    "caller = $1 AND invoice_id = $2 AND idem_key = $3";
+static const char sql_intent_end[] = "UPDATE credit_note_intents SET state = $4 WHERE caller = $1 "
+                                     "AND invoice_id = $2 AND idem_key = $3 AND state = 'pending'";
+static const char sql_intent_stale[] =
+    "SELECT caller, invoice_id, idem_key, caller_role, amount_micros, reason FROM "
+    "credit_note_intents WHERE state = 'pending' AND created_at < now() - interval '10 seconds' "
+    "ORDER BY created_at LIMIT 16";
 /* Serialises the credit notes of one invoice (see the top of this file). */
 static const char sql_lock[] = "SELECT pg_advisory_lock(hashtextextended('credit-note:' || $1, 0))";
 static const char sql_unlock[] =
@@ -65,8 +84,8 @@ static json_t *note_json(const char *id, const char *number, const char *doc, co
 /* Load the invoice and its accounts: DB_OK with x filled, or status/body set. */
 static int load(db_conn *db, cn_ctx *x, int *status, json_t **body)
 {
-    const char *id = x->rq->invoice_id;
-    PGresult *r = db_exec(db, sql_invoice, 1, &id);
+    const char *p[] = {x->rq->invoice_id, x->rq->caller, x->rq->idem_key}, *id = p[0];
+    PGresult *r = db_exec(db, sql_invoice, 3, p);
 
     if (!r)
         return db_last_status(db);
@@ -257,6 +276,43 @@ static int replay(db_conn *db, const cn_ctx *x, json_t **body)
     return found;
 }
 
+/* Store the request as a pending intent (its own commit; an existing one is kept). */
+static int intent_write(db_conn *db, const invoice_credit_req *rq)
+{
+    char role[16], amt[24];
+    const char *p[] = {rq->caller, rq->invoice_id, rq->idem_key, role, amt, rq->reason};
+
+    snprintf(role, sizeof role, "%u", rq->caller_role);
+    snprintf(amt, sizeof amt, "%lld", (long long)rq->amount);
+    return db_command(db, sql_intent, 6, p);
+}
+
+/* A stored intent under the request's key with another amount or reason: 422, nothing done. */
+static int intent_check(db_conn *db, const invoice_credit_req *rq, int *status, json_t **body)
+{
+    char amt[24];
+    const char *p[] = {rq->caller, rq->invoice_id, rq->idem_key, amt, rq->reason};
+    PGresult *r;
+
+    snprintf(amt, sizeof amt, "%lld", (long long)rq->amount);
+    if (!(r = db_exec(db, sql_intent_get, 5, p)))
+        return db_last_status(db);
+    if (PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "t") != 0)
+        *status = 422, *body = idem_problem(PROB_IDEMPOTENCY_REUSE, NULL,
+                                            "Idempotency-Key %s was used for another credit note "
+                                            "on invoice %s (other amount or reason)",
+                                            rq->idem_key, rq->invoice_id);
+    PQclear(r);
+    return DB_OK;
+}
+
+/* Mark the request's pending intent "done" or "refused" (in the caller's transaction, if any). */
+static int intent_end(db_conn *db, const invoice_credit_req *rq, const char *state)
+{
+    const char *p[] = {rq->caller, rq->invoice_id, rq->idem_key, state};
+    return db_command(db, sql_intent_end, 4, p);
+}
+
 /* Check, move the money, store the note: under the invoice's lock. */
 static int credit_locked(tally_server *srv, db_conn *db, const invoice_credit_req *rq, int *status,
                          json_t **body)
@@ -264,16 +320,26 @@ static int credit_locked(tally_server *srv, db_conn *db, const invoice_credit_re
     cn_ctx x = {.rq = rq};
     int rc;
 
-    if ((rc = load(db, &x, status, body)) != DB_OK || *status)
+    if ((rc = intent_check(db, rq, status, body)) != DB_OK || *status)
         return rc;
-    if ((rc = move_money(srv, db, &x, status, body)) != DB_OK || *status)
+    if ((rc = load(db, &x, status, body)) != DB_OK)
         return rc;
+    if (*status) /* a refusal ends a pending intent of this request (the janitor's, say) */
+        return intent_end(db, rq, "refused");
+    if ((rc = intent_write(db, rq)) != DB_OK)
+        return rc;
+    if ((rc = move_money(srv, db, &x, status, body)) != DB_OK)
+        return rc;
+    if (*status)
+        return intent_end(db, rq, "refused");
     if ((rc = db_begin(db)) != DB_OK)
         return rc;
     if ((rc = replay(db, &x, body)) == 0)
         rc = store(srv, db, &x, body);
     else if (rc == 1)
         rc = DB_OK;
+    if (rc == DB_OK && (rc = intent_end(db, rq, "done")) != DB_OK)
+        json_decref(*body), *body = NULL;
     if (rc != DB_OK) {
         db_rollback(db);
         return rc;
@@ -300,4 +366,35 @@ int invoice_credit_note(tally_server *srv, db_conn *db, const invoice_credit_req
     if ((r = db_exec(db, sql_unlock, 1, p)))
         PQclear(r); /* a failure here means the connection is gone, and the lock with it */
     return rc;
+}
+
+int invoice_credit_sweep(struct tally_server *srv, db_conn *db)
+{
+    PGresult *r = db_exec(db, sql_intent_stale, 0, NULL);
+    int n, done = 0, rc = DB_OK;
+
+    if (!r)
+        return db_last_status(db);
+    n = PQntuples(r);
+    for (int i = 0; i < n && rc == DB_OK; i++) {
+        invoice_credit_req rq = {.caller_role = (unsigned)atoi(PQgetvalue(r, i, 3)),
+                                 .amount = atoll(PQgetvalue(r, i, 4))};
+        json_t *body = NULL;
+        int status;
+
+        snprintf(rq.caller, sizeof rq.caller, "%s", PQgetvalue(r, i, 0));
+        snprintf(rq.invoice_id, sizeof rq.invoice_id, "%s", PQgetvalue(r, i, 1));
+        snprintf(rq.idem_key, sizeof rq.idem_key, "%s", PQgetvalue(r, i, 2));
+        snprintf(rq.reason, sizeof rq.reason, "%s", PQgetvalue(r, i, 5));
+        rc = invoice_credit_note(srv, db, &rq, &status, &body);
+        if (rc == DB_OK && status >= 400)
+            log_warn("invoices", "credit note intent %s on %s refused: %s", rq.idem_key,
+                     rq.invoice_id, json_string_value(json_object_get(body, "detail")));
+        done += rc == DB_OK;
+        json_decref(body);
+    }
+    PQclear(r);
+    if (done)
+        log_info("invoices", "janitor finished %d credit note(s) left pending", done);
+    return rc == DB_OK ? done : rc;
 }

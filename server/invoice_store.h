@@ -40,6 +40,11 @@ typedef struct invoice_credit_req {
 int invoice_credit_note(struct tally_server *srv, db_conn *db, const invoice_credit_req *rq,
                         int *status, json_t **body);
 
+/* invoice_credit_sweep - finish credit notes whose request was written down more than 10 s
+ * ago and is still pending (a crash or a lost connection between the ledger adjustment and the
+ * note): the same idempotent steps as a retry. Returns how many it finished, or < 0. */
+int invoice_credit_sweep(struct tally_server *srv, db_conn *db);
+
 /* A true-up request: the draft invoice's tenant, period and currency, and the caller. */
 typedef struct invoice_trueup_req {
     char invoice_id[48], tenant[48], period[8], currency[4], caller[48];

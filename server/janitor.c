@@ -4,6 +4,7 @@
  * never accumulates a backlog of maintenance jobs.
  */
 #include "janitor.h"
+#include "invoice_store.h"
 #include "ledger_maint.h"
 #include "market_cache.h"
 #include "market_settle.h"
@@ -30,6 +31,8 @@ static int ledger_work(db_conn *db, void *arg)
         rc = ledger_make_checkpoint(j->srv->ledger, db, 0);
     if (rc >= 0) /* marketplace settlements a crash left pending (market_settle.h) */
         rc = market_settle_sweep(j->srv, db);
+    if (rc >= 0) /* credit notes whose money moved but whose note a crash cut off */
+        rc = invoice_credit_sweep(j->srv, db);
     return rc < 0 ? rc : DB_OK;
 }
 

@@ -627,3 +627,76 @@ Test(invoices_api, racing_credit_notes_never_exceed_the_invoice)
         cr_assert_str_eq(sql1(sql), "600000/1", "round %d: credited once, moved once", round);
     }
 }
+
+/* ---- a credit note cut off between its money and its document is finished ---------------- */
+
+/* What a crash right after the request was written down leaves: a pending intent (migration
+ * 0017), no ledger adjustment, no note. The janitor finishes it within seconds of it being
+ * 10 s old, exactly once; a retry under the same key answers with that note; another body
+ * under the key is refused; the remainder counts it. */
+Test(invoices_api, a_pending_credit_note_is_finished_by_the_janitor_once)
+{
+    char sql[1024], inv[48], path[128], number[32];
+    const char *body = "{\"amount\":\"0.40\",\"reason\":\"cut off\"}";
+    http_resp r;
+    int waited = 0;
+
+    deposit(ten, "10.00");
+    r = post("/v1/ledger/holds", key(ten), "h-cn-crash",
+             "{\"currency\":\"USD\",\"amount\":\"1\",\"expires_in_s\":60}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    snprintf(path, sizeof path, "/v1/ledger/holds/%s/capture", sv(r.json, "id"));
+    http_resp_free(&r);
+    r = post(path, srv.admin_key, NULL, "{\"amount\":\"1\"}"); /* the revenue account */
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO invoices (id, tenant_id, period, currency, state, seq, number, lines, "
+             "records, total_micros, document, kid, signature, finalized_at) VALUES "
+             "(tally_invoice_new_id('inv'), '%s', '2024-01', 'USD', 'final', 9900, 'INV-CRASH', "
+             "'[{\"payer\":\"tenant\",\"amount\":1000000}]', 1, 1000000, '{}', 'k', "
+             "repeat('0', 128), now()) RETURNING id",
+             sv(ten, "id"));
+    snprintf(inv, sizeof inv, "%s", sql1(sql));
+    snprintf(sql, sizeof sql,
+             "INSERT INTO credit_note_intents (caller, invoice_id, idem_key, caller_role, "
+             "amount_micros, reason, created_at) VALUES ('%s', '%s', 'crash-1', %d, 400000, "
+             "'cut off', now() - interval '1 minute') RETURNING state",
+             sv(fin, "id"), inv, 1 << 2 /* ROLE_FINANCE */);
+    cr_assert_str_eq(sql1(sql), "pending");
+
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM credit_notes WHERE invoice_id = '%s') || '/' || "
+             "(SELECT count(*) FROM ledger_transactions WHERE invoice_id = '%s') || '/' || "
+             "(SELECT state FROM credit_note_intents WHERE invoice_id = '%s')",
+             inv, inv, inv);
+    while (strcmp(sql1(sql), "1/1/done") != 0 && waited++ < 150)
+        usleep(100 * 1000); /* the janitor ticks every second */
+    cr_assert_str_eq(sql1(sql), "1/1/done", "finished within 15 s: one note, one adjustment");
+    snprintf(sql, sizeof sql,
+             "SELECT number || ' ' || amount_micros || ' ' || reason FROM credit_notes WHERE "
+             "invoice_id = '%s'",
+             inv);
+    snprintf(number, sizeof number, "%s", sql1(sql));
+    cr_assert(strstr(number, " 400000 cut off"), "%s", number);
+    number[strcspn(number, " ")] = '\0';
+
+    /* the client's retry gets that note; the money moved once */
+    snprintf(path, sizeof path, "/v1/invoices/%s/credit-notes", inv);
+    r = post(path, key(fin), "crash-1", body);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_str_eq(sv(r.json, "number"), number);
+    http_resp_free(&r);
+    r = post(path, key(fin), "crash-1", "{\"amount\":\"0.50\",\"reason\":\"cut off\"}");
+    cr_assert_eq(r.status, 422, "another body under the key: %s", r.body);
+    cr_assert(strstr(r.body, "idempotency-key-reused"), "%s", r.body);
+    http_resp_free(&r);
+    r = post(path, key(fin), "crash-2", "{\"amount\":\"0.61\",\"reason\":\"too much\"}");
+    cr_assert_eq(r.status, 422, "0.60 remains: %s", r.body);
+    http_resp_free(&r);
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT count(*) FROM credit_notes WHERE invoice_id = '%s') || '/' || "
+             "(SELECT count(*) FROM ledger_transactions WHERE invoice_id = '%s')",
+             inv, inv);
+    cr_assert_str_eq(sql1(sql), "1/1", "nothing more moved or stored");
+}
