@@ -12,7 +12,8 @@
 # "postgres" system user (created by the postgresql package). The superuser role
 # inside the cluster is "tally"; authentication is "trust" on the Unix socket only
 # (no TCP listener), and the socket directory is private to the cluster's owner
-# and root. --fast turns off fsync for throwaway test clusters.
+# and root. --fast turns off fsync for throwaway test clusters. TALLY_PG_STATEMENTS=1 at
+# init also loads pg_stat_statements (per-statement times for profiling; off by default).
 set -euo pipefail
 
 cmd=${1:?usage: pg.sh init|start|stop|status|url|destroy DIR}
@@ -70,6 +71,10 @@ do_init() {
             echo "max_connections = 200"
             echo "shared_buffers = 256MB"
             echo "log_min_messages = warning"
+            if [ "${TALLY_PG_STATEMENTS:-0}" = 1 ]; then
+                echo "shared_preload_libraries = 'pg_stat_statements'"
+                echo "pg_stat_statements.track = all"
+            fi
             if [ $fast = 1 ]; then
                 echo "fsync = off"
                 echo "synchronous_commit = off"

@@ -170,6 +170,18 @@ int ledger_submit(ledger_svc *ls, struct event_base *base, ledger_op *op);
  * Returns DB_OK or a db_status for the batch as a whole. */
 int ledger_run_ops(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n);
 
+#define LEDGER_NOT_READY 1 /* ledger_run_ops_in_txn: nothing done, use ledger_run_ops */
+
+/* ledger_run_ops_in_txn - ledger_run_ops inside the transaction the caller has open
+ * on db: the batch's locks, rows and stored outcomes join it, the caller commits
+ * (one commit for its own writes and the ledger's) or rolls back (nothing of the
+ * batch stays). Not retried here: DB_RETRY means the caller's transaction must be
+ * rolled back and run again. LEDGER_NOT_READY (nothing sent) when the ledger is
+ * not set up in this process yet or an account the ops need would have to be
+ * created (creation commits on its own: use ledger_run_ops after the caller's
+ * commit). Otherwise DB_OK or a db_status. */
+int ledger_run_ops_in_txn(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n);
+
 ledger_op *ledger_op_new(ledger_op_kind kind);
 void ledger_op_free(ledger_op *op);
 

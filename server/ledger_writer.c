@@ -573,6 +573,7 @@ typedef struct batch {
     ledger_buf scratch;
     ledger_copy cp_txns, cp_entries;
     json_t *w_holds_new, *w_holds_upd, *w_idem;
+    bool in_txn; /* inside the caller's transaction: no BEGIN, no COMMIT, no ROLLBACK */
 } batch;
 
 static bool op_has_key(const ledger_op *op)
@@ -1583,8 +1584,9 @@ static int write_batch(batch *b)
                 rc = DB_FAILED;
             st[n++] = (ledger_stmt){sqls[i], texts[i]};
         }
-        st[n++] = (ledger_stmt){"COMMIT", NULL};
-        if (rc == DB_OK)
+        if (!b->in_txn)
+            st[n++] = (ledger_stmt){"COMMIT", NULL};
+        if (rc == DB_OK && n)
             rc = ledger_pipe_run(b->db, st, n);
         for (size_t i = 0; i < 6; i++)
             free(texts[i]);
@@ -1635,12 +1637,13 @@ static bool needs_pre_reads(const batch *b)
     return false;
 }
 
-static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
+static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n, bool in_txn)
 {
     batch b;
     int rc;
 
     memset(&b, 0, sizeof b);
+    b.in_txn = in_txn;
     b.ls = ls;
     b.db = db;
     b.ops = ops;
@@ -1661,22 +1664,23 @@ static int batch_once(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
     }
     /* Keys, holds and reversals are read (and locked) before the accounts; a
      * batch without any sends BEGIN together with its account and head locks. */
-    if (needs_pre_reads(&b) && ((rc = db_begin(db)) != DB_OK || (rc = claim_keys(&b)) != DB_OK ||
-                                (rc = lock_holds(&b)) != DB_OK || (rc = load_origs(&b)) != DB_OK))
+    if (needs_pre_reads(&b) &&
+        ((!in_txn && (rc = db_begin(db)) != DB_OK) || (rc = claim_keys(&b)) != DB_OK ||
+         (rc = lock_holds(&b)) != DB_OK || (rc = load_origs(&b)) != DB_OK))
         goto out;
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && ops[i]->pre_status) {
             op_fail(ops[i], ops[i]->pre_prob, ops[i]->pre_field[0] ? ops[i]->pre_field : NULL, "%s",
                     ops[i]->pre_detail);
         }
-    if ((rc = lock_accounts_and_heads(&b, !needs_pre_reads(&b))) != DB_OK)
+    if ((rc = lock_accounts_and_heads(&b, !in_txn && !needs_pre_reads(&b))) != DB_OK)
         goto out;
     for (size_t i = 0; i < n; i++)
         if (b.active[i] && !ops[i]->pre_status)
             apply_op(&b, ops[i]);
-    rc = write_batch(&b); /* ends with COMMIT */
+    rc = write_batch(&b); /* ends with COMMIT unless in_txn */
 out:
-    if (rc != DB_OK)
+    if (rc != DB_OK && !in_txn)
         db_rollback(db);
     batch_free(&b);
     return rc;
@@ -1694,7 +1698,7 @@ int ledger_run_ops(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
         if ((rc = op_resolve(ls, db, ops[i])) < 0)
             return rc;
     for (int attempt = 0; attempt < 8; attempt++) {
-        rc = batch_once(ls, db, ops, n);
+        rc = batch_once(ls, db, ops, n, false);
         if (rc != DB_RETRY)
             break;
         {
@@ -1703,6 +1707,47 @@ int ledger_run_ops(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
             nanosleep(&ts, NULL);
         }
     }
+    if (rc == DB_OK) {
+        __atomic_add_fetch(&ls->batches, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&ls->batched_ops, n, __ATOMIC_RELAXED);
+    }
+    return rc;
+}
+
+/* Whether resolving op inside a caller's transaction would create nothing: every
+ * account op_resolve may get-or-create is in the cache already (a creation rolled
+ * back with the caller's transaction would leave a cached id with no row). */
+static bool op_resolves_cached(ledger_svc *ls, const ledger_op *op)
+{
+    acct_meta m;
+
+    switch (op->op) {
+    case LOP_DEPOSIT:
+    case LOP_HOLD:
+        return meta_by_key(ls->cache, op->owner, "wallet", op->currency, &m) &&
+               meta_by_key(ls->cache, op->owner, "holds", op->currency, &m) &&
+               (op->op != LOP_DEPOSIT || meta_by_key(ls->cache, "", "external", op->currency, &m));
+    case LOP_CAPTURE:
+        return meta_by_key(ls->cache, "", "revenue", op->currency, &m) &&
+               (!op->payee[0] || meta_by_key(ls->cache, op->payee, "payable", op->currency, &m));
+    default:
+        return true; /* transfers only read accounts; the others resolve nothing */
+    }
+}
+
+int ledger_run_ops_in_txn(ledger_svc *ls, db_conn *db, ledger_op **ops, size_t n)
+{
+    int rc;
+
+    if (!__atomic_load_n(&ls->setup_done, __ATOMIC_ACQUIRE))
+        return LEDGER_NOT_READY;
+    for (size_t i = 0; i < n; i++)
+        if (!op_resolves_cached(ls, ops[i]))
+            return LEDGER_NOT_READY;
+    for (size_t i = 0; i < n; i++)
+        if ((rc = op_resolve(ls, db, ops[i])) < 0)
+            return rc;
+    rc = batch_once(ls, db, ops, n, true);
     if (rc == DB_OK) {
         __atomic_add_fetch(&ls->batches, 1, __ATOMIC_RELAXED);
         __atomic_add_fetch(&ls->batched_ops, n, __ATOMIC_RELAXED);

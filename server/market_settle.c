@@ -11,6 +11,7 @@
 #include "server.h"
 
 #include <sodium.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,11 @@ static const char sql_posted[] =
     "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)) "
     "UPDATE settlements SET state = 'posted', txn_id = NULLIF($2, ''), updated_at = now() "
     "FROM cfg WHERE id = $1 AND state = 'pending'";
+/* The same mark inside the transaction of the settlement's cause: that commit must wait for the
+ * WAL flush (it makes the cause durable), so synchronous_commit stays as it is. */
+static const char sql_posted_txn[] =
+    "UPDATE settlements SET state = 'posted', txn_id = NULLIF($2, ''), updated_at = now() "
+    "WHERE id = $1 AND state = 'pending'";
 static const char sql_failed[] = "UPDATE settlements SET state = 'failed', problem = $2::jsonb, "
                                  "updated_at = now() WHERE id = $1 AND state = 'pending'";
 static const char sql_placed[] =
@@ -44,6 +50,8 @@ static const char sql_rejected[] =
     "WHERE id = $1 AND state = 'pending' RETURNING id) "
     "INSERT INTO order_events (order_id, from_state, to_state, actor, detail) "
     "SELECT id, 'pending', 'rejected', 'market', json_build_object('problem', $2::jsonb) FROM u";
+
+_Static_assert(MARKET_SETTLE_LATER == LEDGER_NOT_READY, "one 'not now' code for both layers");
 
 /* Holds outlive the order's overrun window by a week, so a late record still finds them. */
 #define HOLD_GRACE_MS (7LL * 86400 * 1000)
@@ -160,12 +168,12 @@ static const char *outcome_txn(const ledger_op *op)
     return json_is_string(t) ? json_string_value(t) : "";
 }
 
-static int record_posted(db_conn *db, const char *sid, const char *kind, const char *order,
-                         const ledger_op *op)
+static int record_posted(db_conn *db, bool in_txn, const char *sid, const char *kind,
+                         const char *order, const ledger_op *op)
 {
     const char *txn = outcome_txn(op);
     const char *p[] = {sid, txn};
-    int rc = db_command(db, sql_posted, 2, p);
+    int rc = db_command(db, in_txn ? sql_posted_txn : sql_posted, 2, p);
 
     if (rc == DB_OK && !strcmp(kind, "hold")) {
         json_t *id = json_object_get(op->body, "id");
@@ -213,10 +221,11 @@ static void fill_out(market_settle_out *o, const ledger_op *op)
         o->problem = json_incref(op->body);
 }
 
-static int record_all(db_conn *db, PGresult *r, ledger_op **ops, const char *const *ids, size_t n,
-                      market_settle_out *out)
+/* Record every outcome of the batch in the open transaction. */
+static int record_rows(db_conn *db, bool in_txn, PGresult *r, ledger_op **ops,
+                       const char *const *ids, size_t n, market_settle_out *out)
 {
-    int rc = db_begin(db);
+    int rc = DB_OK;
 
     for (int i = 0; rc == DB_OK && i < PQntuples(r); i++) {
         const char *sid = PQgetvalue(r, i, 0), *kind = PQgetvalue(r, i, 2);
@@ -231,13 +240,24 @@ static int record_all(db_conn *db, PGresult *r, ledger_op **ops, const char *con
             continue;
         }
         if ((ops[i]->status >= 200 && ops[i]->status < 300) || nothing_left(kind, ops[i]))
-            rc = record_posted(db, sid, kind, order, ops[i]);
+            rc = record_posted(db, in_txn, sid, kind, order, ops[i]);
         else if (ops[i]->status >= 400)
             rc = record_failed(db, sid, kind, order, ops[i]->body);
         for (size_t k = 0; out && k < n; k++)
             if (!strcmp(ids[k], sid))
                 fill_out(&out[k], ops[i]);
     }
+    return rc;
+}
+
+/* Record the outcomes in a transaction of their own. */
+static int record_all(db_conn *db, PGresult *r, ledger_op **ops, const char *const *ids, size_t n,
+                      market_settle_out *out)
+{
+    int rc = db_begin(db);
+
+    if (rc == DB_OK)
+        rc = record_rows(db, false, r, ops, ids, n, out);
     if (rc == DB_OK)
         return db_commit(db);
     db_rollback(db);
@@ -260,40 +280,65 @@ static char *id_array(const char *const *ids, size_t n)
     return s;
 }
 
-int market_settle_run(struct tally_server *srv, db_conn *db, const char *const *ids, size_t n,
-                      market_settle_out *out)
+/* The pending settlements to apply with ids[0..n) (sql_load) into *r and their ops into
+ * ops[] (NULL: cannot run), the runnable ones also into run[0..*nrun). DB_OK or a db_status. */
+static int load_ops(db_conn *db, const char *const *ids, size_t n, PGresult **r, ledger_op **ops,
+                    ledger_op **run, size_t *nrun)
 {
-    ledger_op *ops[64] = {0}, *run[64];
-    size_t nrun = 0;
     char *arr;
-    PGresult *r;
-    int rc = DB_OK, rows;
+
+    *nrun = 0;
+    if (n > MARKET_SETTLE_MAX || !(arr = id_array(ids, n)))
+        return DB_FAILED;
+    {
+        const char *p[] = {arr};
+        *r = db_exec(db, sql_load, 1, p);
+    }
+    free(arr);
+    if (!*r)
+        return db_last_status(db);
+    for (int i = 0; i < PQntuples(*r); i++)
+        if ((ops[i] = op_for_row(db, *r, i)))
+            run[(*nrun)++] = ops[i];
+    return DB_OK;
+}
+
+/* Apply and record; in_txn: inside the caller's transaction, else each step commits. */
+static int settle_batch(struct tally_server *srv, db_conn *db, bool in_txn, const char *const *ids,
+                        size_t n, market_settle_out *out)
+{
+    ledger_op *ops[MARKET_SETTLE_MAX] = {0}, *run[MARKET_SETTLE_MAX];
+    size_t nrun = 0;
+    PGresult *r = NULL;
+    int rc;
 
     for (size_t k = 0; out && k < n; k++)
         memset(&out[k], 0, sizeof out[k]), snprintf(out[k].id, sizeof out[k].id, "%s", ids[k]);
     if (n == 0)
         return DB_OK;
-    if (n > MARKET_SETTLE_MAX || !(arr = id_array(ids, n)))
-        return DB_FAILED;
-    {
-        const char *p[] = {arr};
-        r = db_exec(db, sql_load, 1, p);
-    }
-    free(arr);
-    if (!r)
-        return db_last_status(db);
-    rows = PQntuples(r);
-    for (int i = 0; i < rows; i++)
-        if ((ops[i] = op_for_row(db, r, i)))
-            run[nrun++] = ops[i];
-    if (nrun)
-        rc = ledger_run_ops(srv->ledger, db, run, nrun);
+    rc = load_ops(db, ids, n, &r, ops, run, &nrun);
+    if (rc == DB_OK && nrun)
+        rc = in_txn ? ledger_run_ops_in_txn(srv->ledger, db, run, nrun)
+                    : ledger_run_ops(srv->ledger, db, run, nrun);
     if (rc == DB_OK)
-        rc = record_all(db, r, ops, ids, n, out);
-    for (int i = 0; i < rows; i++)
+        rc = in_txn ? record_rows(db, true, r, ops, ids, n, out)
+                    : record_all(db, r, ops, ids, n, out);
+    for (int i = 0; r && i < PQntuples(r); i++)
         ledger_op_free(ops[i]);
     PQclear(r);
     return rc;
+}
+
+int market_settle_run(struct tally_server *srv, db_conn *db, const char *const *ids, size_t n,
+                      market_settle_out *out)
+{
+    return settle_batch(srv, db, false, ids, n, out);
+}
+
+int market_settle_run_in_txn(struct tally_server *srv, db_conn *db, const char *const *ids,
+                             size_t n, market_settle_out *out)
+{
+    return settle_batch(srv, db, true, ids, n, out);
 }
 
 void market_settle_out_clear(market_settle_out *o)

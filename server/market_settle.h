@@ -12,6 +12,11 @@
  *
  * The settlements of one order are applied in creation order, in one ledger
  * batch, so a release never overtakes a capture written before it.
+ *
+ * A cause may instead apply its settlements inside its own transaction
+ * (market_settle_run_in_txn, used by usage batches): the settlement rows, the
+ * ledger's transaction and the posted mark then commit with the cause, in one
+ * commit, and a rollback leaves none of them.
  */
 #ifndef TALLY_MARKET_SETTLE_H
 #define TALLY_MARKET_SETTLE_H
@@ -46,6 +51,19 @@ typedef struct market_settle_out {
 int market_settle_run(struct tally_server *srv, db_conn *db, const char *const *ids, size_t n,
                       market_settle_out *out);
 void market_settle_out_clear(market_settle_out *o);
+
+#define MARKET_SETTLE_LATER 1 /* market_settle_run_in_txn: nothing done (LEDGER_NOT_READY) */
+
+/*
+ * market_settle_run_in_txn - market_settle_run inside the transaction open on db
+ * (which wrote the pending settlements ids[0..n)): applied, marked and recorded in
+ * it; the caller commits. DB_RETRY: roll back and run the whole transaction again.
+ * MARKET_SETTLE_LATER when the ledger cannot join the transaction yet (first use
+ * in this process, or an account to create): nothing done, the settlements stay
+ * pending for market_settle_run after the commit. Otherwise DB_OK or a db_status.
+ */
+int market_settle_run_in_txn(struct tally_server *srv, db_conn *db, const char *const *ids,
+                             size_t n, market_settle_out *out);
 
 /* market_settle_sweep - (janitor) run settlements pending for over 10 s. >= 0 run, or a db_status.
  */

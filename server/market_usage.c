@@ -73,6 +73,7 @@ typedef struct ubatch {
     pstore_version plat;
     int64_t now_ms;
     char batch_id[48];
+    int settle_later; /* the captures could not join the batch's transaction */
 } ubatch;
 
 static void refuse(usage_item *it, usage_reason r, const char *detail)
@@ -886,6 +887,30 @@ static void batch_free(ubatch *b)
     b->norders = b->nstates = b->nkeys = 0;
 }
 
+/* Apply the batch's captures and refunds through the ledger, MARKET_SETTLE_MAX at a time:
+ * in_txn inside the batch's transaction (one commit for the records, the settlements and
+ * the ledger; MARKET_SETTLE_LATER when the ledger cannot join it), else after its commit. */
+static int settle(ubatch *b, int in_txn)
+{
+    const char *ids[MARKET_SETTLE_MAX];
+    size_t k = 0;
+    int rc = DB_OK;
+
+    for (size_t i = 0; i < b->norders && rc == DB_OK; i++) {
+        uorder *o = &b->orders[i];
+        if (o->add_amount > 0)
+            ids[k++] = o->capture_stl;
+        if (o->refund_amount > 0)
+            ids[k++] = o->refund_stl;
+        if (k + 2 > MARKET_SETTLE_MAX || i + 1 == b->norders) {
+            rc = in_txn ? market_settle_run_in_txn(b->srv, b->db, ids, k, NULL)
+                        : market_settle_run(b->srv, b->db, ids, k, NULL);
+            k = 0;
+        }
+    }
+    return rc;
+}
+
 static int run_txn(ubatch *b)
 {
     pricing_result *res = malloc(sizeof *res);
@@ -910,6 +935,10 @@ static int run_txn(ubatch *b)
             goto fail;
     }
     if ((rc = write_all(b)) != DB_OK)
+        goto fail;
+    rc = settle(b, 1);
+    b->settle_later = rc == MARKET_SETTLE_LATER;
+    if (rc != DB_OK && !b->settle_later)
         goto fail;
     rc = db_commit(b->db);
     if (rc == DB_OK)
@@ -947,26 +976,6 @@ static void reset_answers(ubatch *b, const usage_reason *parsed)
     }
 }
 
-static int settle(ubatch *b)
-{
-    const char *ids[MARKET_SETTLE_MAX];
-    size_t k = 0;
-    int rc = DB_OK;
-
-    for (size_t i = 0; i < b->norders && rc == DB_OK; i++) {
-        uorder *o = &b->orders[i];
-        if (o->add_amount > 0)
-            ids[k++] = o->capture_stl;
-        if (o->refund_amount > 0)
-            ids[k++] = o->refund_stl;
-        if (k + 2 > MARKET_SETTLE_MAX || i + 1 == b->norders) {
-            rc = market_settle_run(b->srv, b->db, ids, k, NULL);
-            k = 0;
-        }
-    }
-    return rc;
-}
-
 int market_usage_ingest(struct tally_server *srv, db_conn *db, const char *provider,
                         usage_item *items, size_t n)
 {
@@ -984,7 +993,7 @@ int market_usage_ingest(struct tally_server *srv, db_conn *db, const char *provi
     rc = load_keys(&b);
     if (rc == DB_OK)
         rc = run_txn(&b);
-    if (rc == DB_OK && settle(&b) != DB_OK)
+    if (rc == DB_OK && b.settle_later && settle(&b, 0) != DB_OK)
         log_warn("market", "usage batch %s: settlement deferred to the janitor", b.batch_id);
     if (rc != DB_OK)
         reset_answers(&b, parsed); /* the pool may run the whole batch again */

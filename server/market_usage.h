@@ -9,9 +9,12 @@
  * order and device); measure it in CU (metering cache); price it with the
  * order's locked policy version and the tenant's period-to-date state; check
  * the order's hold still covers it. Accepted records, the period state, the
- * orders' running totals and one capture settlement per order commit together;
- * the captures then go through the ledger (market_settle.h). A batch is not
- * all-or-nothing: each record gets its own answer.
+ * orders' running totals, one capture settlement per order, its ledger
+ * transaction and its posted mark commit together, in one commit
+ * (market_settle_run_in_txn); only when the ledger cannot join that
+ * transaction yet do the captures go through it after the commit
+ * (market_settle.h). A batch is not all-or-nothing: each record gets its own
+ * answer.
  */
 #ifndef TALLY_MARKET_USAGE_H
 #define TALLY_MARKET_USAGE_H

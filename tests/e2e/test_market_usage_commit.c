@@ -1,0 +1,121 @@
+/*
+ * End-to-end: a usage batch, its capture settlement, the ledger's capture and the
+ * settlement's posted mark commit together (market_settle_run_in_txn), so an
+ * acknowledged batch is always captured and a batch whose capture cannot be
+ * written leaves nothing behind. A real tallyd and PostgreSQL; the ledger's
+ * failure is a trigger that refuses the order's ledger transactions.
+ */
+#include "testdb.h"
+#include "testhttp.h"
+#include "testmarket.h"
+
+#include <criterion/criterion.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char ci[1024];
+static tallyd_proc srv;
+static json_t *prov, *ten;
+static tm_world world;
+static char policy[48], offer[48];
+
+static const char *sql1(const char *sql)
+{
+    const char *v = testdb_exec(ci, sql);
+    cr_assert(v, "%s: %s", sql, testdb_error());
+    return v;
+}
+
+static void setup(void)
+{
+    cr_assert(sodium_init() >= 0);
+    testdb_create(ci, sizeof ci);
+    tallyd_start(&srv, ci, NULL);
+    prov = tallyd_account(&srv, "acme-gpu", "provider");
+    ten = tallyd_account(&srv, "tenant-a", "tenant");
+    tm_policies(&srv, tm_key(prov), policy);
+    tm_world_init(&world, &srv, tm_key(prov));
+    tm_publish(&world, "eu-west-1/acme/h100-pool", policy, ",\"residency\":[\"eu\",\"gdpr\"]",
+               offer);
+}
+
+static void teardown(void)
+{
+    tm_world_free(&world);
+    json_decref(prov);
+    json_decref(ten);
+    tallyd_stop(&srv);
+    testdb_drop(ci);
+}
+
+TestSuite(market_usage_commit, .init = setup, .fini = teardown, .timeout = 120);
+
+#define item(rid, order, s, e) tm_item(&world, rid, order, s, e, NULL, 0)
+
+/* A trigger that makes every ledger transaction of an order fail (or, with on = 0, none). */
+static void ledger_refuses(const char *order, int on)
+{
+    char sql[600];
+
+    if (!on) {
+        sql1("DROP TRIGGER u1_refuse ON ledger_transactions; DROP FUNCTION u1_refuse()");
+        return;
+    }
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION u1_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+             "IF NEW.order_id = '%s' THEN RAISE EXCEPTION 'refused by the test'; END IF; "
+             "RETURN NEW; END $$; CREATE TRIGGER u1_refuse BEFORE INSERT ON ledger_transactions "
+             "FOR EACH ROW EXECUTE FUNCTION u1_refuse()",
+             order);
+    sql1(sql);
+}
+
+static const char *count_where(const char *table, const char *order)
+{
+    static char sql[200];
+
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE order_id = '%s'", table, order);
+    return sql1(sql);
+}
+
+Test(market_usage_commit, a_batch_commits_with_its_capture_or_not_at_all)
+{
+    char order[48], sql[300];
+    long long t0;
+    http_resp r;
+
+    tm_deposit(&srv, ten, "100.00");
+    snprintf(order, sizeof order, "%s", tm_quoted_order(&srv, ten, policy, offer, "order-1", &t0));
+    /* the first batch: the provider's payable account is created (its own commit) */
+    tm_report_ok(&world, json_pack("[o]", item("r1", order, t0, t0 + 10000)));
+
+    /* the ledger cannot write the capture: the batch is refused and nothing of it stays */
+    ledger_refuses(order, 1);
+    r = tm_report(&srv,
+                  json_pack("[o, o]", item("r2", order, t0 + 10000, t0 + 20000),
+                            item("r3", order, t0 + 20000, t0 + 30000)),
+                  tm_key(prov));
+    cr_assert_geq(r.status, 500, "%d %s", r.status, r.body);
+    http_resp_free(&r);
+    cr_assert_str_eq(count_where("usage_records", order), "1", "the refused batch left records");
+    cr_assert_str_eq(count_where("settlements", order), "2", "hold and the first capture only");
+    snprintf(sql, sizeof sql, "SELECT captured_micros FROM orders WHERE id = '%s'", order);
+    cr_assert_str_eq(sql1(sql), "80000", "the order's running total moved");
+
+    /* the same batch again, the ledger working: accepted once, captured once, all posted */
+    ledger_refuses(order, 0);
+    tm_report_ok(&world, json_pack("[o, o]", item("r2", order, t0 + 10000, t0 + 20000),
+                                   item("r3", order, t0 + 20000, t0 + 30000)));
+    cr_assert_str_eq(count_where("usage_records", order), "3");
+    cr_assert_str_eq(sql1(sql), "240000");
+    cr_assert_str_eq(sql1("SELECT count(*) FROM settlements WHERE state <> 'posted'"), "0");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM settlements s JOIN usage_records u ON u.settlement_id = s.id "
+             "WHERE u.record_id = 'r2' AND s.created_at = s.updated_at AND s.txn_id IS NOT NULL");
+    cr_assert_str_eq(sql1(sql), "1", "r2's capture was written and posted in its transaction");
+    cr_assert_eq(tm_balance(ci, ten, "holds") + tm_balance(ci, ten, "wallet"),
+                 -(100000000LL - 240000), "the tenant paid three records");
+    cr_assert_eq(tm_balance(ci, prov, "payable"), -3 * 76000);
+}
