@@ -1,6 +1,8 @@
 /*
- * quote_doc.h - the canonical JSON text of a quote: what the service signs
- * ("tally-quote-v1\n" || this text) and stores.
+ * quote_doc.h - the canonical JSON text of a quote: what the service stores
+ * and signs (its Merkle leaf, billing/quote_proof.h: a batch's root is signed;
+ * quotes stored before migration 0015 were signed as "tally-quote-v1\n" ||
+ * this text).
  *
  * Canonical means sorted keys (strcmp order), no whitespace, only strings,
  * integers and null: byte-identical to jansson's
