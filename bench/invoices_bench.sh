@@ -93,7 +93,7 @@ SELECT tally_invoice_new_id('use'), '$prov', o.id || '-' || g, o.id, 'nvidia-h10
          jsonb_build_object('kind', 'platform_fee', 'rule_id', 'take', 'rule_kind', 'platform_fee',
                             'quantity', 86400, 'unit', 'money_ppm', 'unit_price', 50000,
                             'amount', 4320, 'payer', 'provider')),
-       'pk_bench', repeat('0', 128), '{}', repeat('0', 64), 'usb_bench', 'stl_bench'
+       'pk_bench', decode(repeat('0', 128), 'hex'), '{}', decode(repeat('0', 64), 'hex'), 'usb_bench', 'stl_bench'
 FROM orders o CROSS JOIN generate_series(1, $per) g;
 ANALYZE;
 SQL

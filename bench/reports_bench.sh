@@ -141,7 +141,7 @@ SELECT 'use_0' || lpad(upper(to_hex(g)), 25, '0'), :'prov', 'rec-' || g,
        ELSE
        '[{"kind":"usage","rule_id":"base","rule_kind":"base","quantity":75000,"unit":"device_ms","unit_price":1,"amount":75000,"payer":"tenant"},{"kind":"platform_fee","rule_id":"take","rule_kind":"platform_fee","quantity":75000,"unit":"money_ppm","unit_price":50000,"amount":4000,"payer":"provider"}]'
        END::jsonb,
-       'pk_bench', repeat('0', 128), '{}', repeat('0', 64), 'bat_bench', 'stl_bench'
+       'pk_bench', decode(repeat('0', 128), 'hex'), '{}', decode(repeat('0', 64), 'hex'), 'bat_bench', 'stl_bench'
 FROM generate_series(1, :rows) g,
      LATERAL (SELECT date_trunc('day', now()) - interval '28 days' + g * (interval '28 days' / :rows) AS t) x,
      LATERAL (SELECT (extract(epoch FROM t) * 1000)::bigint AS ms) y;

@@ -168,9 +168,9 @@ void h_usage_create(http_ctx *c)
 static const char sql_list[] =
     "SELECT u.id, u.record_id, u.order_id, u.provider_id, o.tenant_id, u.device_id, u.count, "
     "u.start_ms, u.end_ms, coalesce(u.work_mcu, -1), u.mcu, u.device_ms, u.currency, "
-    "u.amount_micros, u.fee_micros, u.period, u.key_id, u.signature, u.canonical, u.batch_id, "
-    "u.settlement_id, coalesce(u.reverses, ''), coalesce(s.state, 'none'), coalesce(s.txn_id, ''), "
-    "u.lines::text "
+    "u.amount_micros, u.fee_micros, u.period, u.key_id, encode(u.signature, 'hex'), u.canonical, "
+    "u.batch_id, u.settlement_id, coalesce(u.reverses, ''), coalesce(s.state, 'none'), "
+    "coalesce(s.txn_id, ''), u.lines::text "
     "FROM usage_records u JOIN orders o ON o.id = u.order_id "
     "LEFT JOIN settlements s ON s.id = u.settlement_id "
     "WHERE ($1::text IS NULL OR o.tenant_id = $1 OR u.provider_id = $1) "

@@ -38,7 +38,8 @@ static const char sql_record[] =
     "batch_id, settlement_id) VALUES ($1, $2, $3, $4, $5, $6::int, timestamptz 'epoch' + "
     "$7::bigint * interval '1 millisecond', timestamptz 'epoch' + $8::bigint * interval "
     "'1 millisecond', $7::bigint, $8::bigint, NULL, 0, 0, $9, $10::bigint, $11::bigint, $12, "
-    "tally_billed_period($20, $12, $9), $13::jsonb, $14, $15, $16, $17, $18, $19)";
+    "tally_billed_period($20, $12, $9), $13::jsonb, $14, decode($15, 'hex'), $16, decode($17, "
+    "'hex'), $18, $19)";
 /* Before its billed period is looked up (migrations/0014_usage_billed_period.sql). */
 static const char sql_lock_usage[] = "LOCK TABLE usage_records IN ROW EXCLUSIVE MODE";
 static const char sql_settle[] =

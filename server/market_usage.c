@@ -164,7 +164,8 @@ static void verify(ubatch *b, usage_item *it)
  * thinks of the table: flattened into a join, the generic plan of a table without statistics
  * (a new database) hashes all of the provider's records for every batch. */
 static const char sql_existing[] =
-    "SELECT u.record_id, u.record_hash, u.id, u.mcu, u.amount_micros, u.fee_micros, u.currency, "
+    "SELECT u.record_id, encode(u.record_hash, 'hex'), u.id, u.mcu, u.amount_micros, "
+    "u.fee_micros, u.currency, "
     "u.settlement_id FROM unnest($2::text[]) AS k(rid) CROSS JOIN LATERAL (SELECT * FROM "
     "usage_records x WHERE x.provider_id = $1 AND x.record_id = k.rid LIMIT 1) u";
 
@@ -649,6 +650,21 @@ static void copy_jsonb(ledger_copy *c, const char *text)
     free(buf);
 }
 
+/* A bytea field from its hex digits (signature, record hash: migrations/0016): n bytes. The
+ * digits were checked when the record was parsed (usage_rec.h); a bad one marks the copy. */
+static void copy_hex(ledger_copy *c, const char *hex, size_t n)
+{
+    unsigned char buf[64];
+    size_t len = 0;
+
+    if (n > sizeof buf || sodium_hex2bin(buf, n, hex, strlen(hex), NULL, &len, NULL) != 0 ||
+        len != n) {
+        c->oom = true;
+        return;
+    }
+    ledger_copy_bytes(c, buf, n);
+}
+
 static ubill *find_bill(const ubatch *b, const char *tenant, const char *period,
                         const char *currency)
 {
@@ -691,9 +707,9 @@ static void copy_row(ledger_copy *c, const ubatch *b, const usage_item *it, cons
     ledger_copy_text(c, bill ? bill->billed : per);
     copy_jsonb(c, it->lines);
     ledger_copy_text(c, it->key_id);
-    ledger_copy_text(c, it->sig);
+    copy_hex(c, it->sig, USAGE_SIG_HEX / 2);
     ledger_copy_text(c, r->canonical);
-    ledger_copy_text(c, r->hash_hex);
+    copy_hex(c, r->hash_hex, 32);
     ledger_copy_text(c, b->batch_id);
     ledger_copy_text(c, r->reverses[0] ? o->refund_stl : o->capture_stl);
     ledger_copy_text_or_null(c, r->reverses);

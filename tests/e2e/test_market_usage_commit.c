@@ -119,3 +119,58 @@ Test(market_usage_commit, a_batch_commits_with_its_capture_or_not_at_all)
                  -(100000000LL - 240000), "the tenant paid three records");
     cr_assert_eq(tm_balance(ci, prov, "payable"), -3 * 76000);
 }
+
+/* migrations/0016: signature and record hash stored as bytes read back as the hex that was
+ * signed and hashed (a replay is still recognised by its hash); the checks refuse what they
+ * refused as text. */
+Test(market_usage_commit, the_narrow_row_reads_back_and_keeps_its_checks)
+{
+    char order[48], sig[129], path[160], sql[700];
+    long long t0;
+    json_t *it;
+    http_resp r;
+
+    tm_deposit(&srv, ten, "100.00");
+    snprintf(order, sizeof order, "%s", tm_quoted_order(&srv, ten, policy, offer, "order-2", &t0));
+    it = item("n1", order, t0, t0 + 10000);
+    snprintf(sig, sizeof sig, "%s", tm_str(it, "signature"));
+    tm_report_ok(&world, json_pack("[o]", it));
+    r = tm_report(&srv, json_pack("[o]", item("n1", order, t0, t0 + 10000)), tm_key(prov));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_true(json_object_get(json_array_get(json_object_get(r.json, "results"), 0),
+                                           "duplicate")),
+              "%s", r.body);
+    http_resp_free(&r);
+
+    snprintf(path, sizeof path, "/v1/usage?order_id=%s", order);
+    r = http_request(&srv, "GET", path, tm_key(prov), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_str_eq(
+        tm_str(json_object_get(json_array_get(json_object_get(r.json, "data"), 0), "signature"),
+               "value"),
+        sig, "%s", r.body);
+    http_resp_free(&r);
+    cr_assert_str_eq(sql1("SELECT octet_length(signature) || ' ' || octet_length(record_hash) "
+                          "FROM usage_records WHERE record_id = 'n1'"),
+                     "64 32");
+
+    /* a copy of the record with one field broken at a time: each check still refuses it */
+    {
+        static const char *const broken[] = {"'2026-1x' AS period", "'2026-111' AS period",
+                                             "substr(signature, 2)"};
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO usage_records (id, provider_id, record_id, order_id, device_id, "
+                     "count, start_at, end_at, start_ms, end_ms, mcu, device_ms, currency, "
+                     "amount_micros, fee_micros, period, billed_period, lines, key_id, signature, "
+                     "canonical, record_hash, batch_id, settlement_id) SELECT 'use_7' || "
+                     "substr(id, 6), provider_id, 'n1-copy', order_id, device_id, count, start_at, "
+                     "end_at, start_ms, end_ms, mcu, device_ms, currency, amount_micros, "
+                     "fee_micros, %s, billed_period, lines, key_id, %s, canonical, record_hash, "
+                     "batch_id, settlement_id FROM usage_records WHERE record_id = 'n1'",
+                     i < 2 ? broken[i] : "period", i < 2 ? "signature" : broken[i]);
+            cr_assert_null(testdb_exec(ci, sql), "broken copy %zu was stored", i);
+            cr_assert(strstr(testdb_error(), "_check"), "%s", testdb_error());
+        }
+    }
+}
