@@ -3,11 +3,11 @@
  * rule kind (pricing_example_workload: tiers, spot, base per device-hour, peak
  * and night windows across a DST change, allowance, commitment, regions,
  * contract discount, provider-paid fee, minimum and commitment true-ups),
- * beside libsodium's Ed25519 signing rate on the same core (each quote is
- * rated once and signed once), for a 512-byte message and for one of the
- * size of a stored quote document (about 1.5 KB: "tally-quote-v1\n" and the
- * canonical text), since Ed25519 hashes the message twice. Prints one JSON
- * object.
+ * beside libsodium's Ed25519 signing rate on the same core, for a 512-byte
+ * message and for one of the size of a quote document (about 1.5 KB), since
+ * Ed25519 hashes the message twice: the cost a quote paid when each was signed
+ * on its own ("tally-quote-v1"); since migration 0015 the quote writer signs one
+ * Merkle root per stored batch (billing/quote_proof.h). Prints one JSON object.
  *
  *   build/bin/bench-pricing [seconds]
  */

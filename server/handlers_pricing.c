@@ -8,9 +8,11 @@
  *
  * Quotes: the workload is measured with the in-memory catalog (metering),
  * rated with the policy version, the tenant's period-to-date state and the
- * live utilisation, and stored as a canonical JSON document signed with the
- * service key ("tally-quote-v1\n" || canonical JSON, Ed25519). The quote is a
- * price lock until it expires; anyone can verify it with GET /v1/ledger/keys.
+ * live utilisation, and stored as a canonical JSON document; the quote writer
+ * signs each stored batch once (Ed25519 over the Merkle root of its quotes'
+ * leaves, billing/quote_proof.h) and every quote carries its audit path. The
+ * quote is a price lock until it expires; anyone can verify it with the key
+ * from GET /v1/ledger/keys (docs/api.md, "Verifying a quote").
  */
 #include "handlers.h"
 #include "idem_write.h"

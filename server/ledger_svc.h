@@ -157,6 +157,12 @@ void ledger_svc_stop_writer(ledger_svc *ls);
 /* ledger_svc_free - stop the writer if still running, wipe the key, free. */
 void ledger_svc_free(ledger_svc *ls);
 
+/* ledger_key_publish - make a service signing key readable at GET /v1/ledger/keys
+ * (ledger_keys; an existing kid is left as it is), in the caller's transaction if any.
+ * Everything the service signs names a kid that verifiers look up there. DB_OK or a
+ * db_status. */
+int ledger_key_publish(db_conn *db, const char *kid, const unsigned char pk[LEDGER_PK_BYTES]);
+
 /* ledger_setup - once per process, on any connection: grow the settings row
  * and the partition heads to ls->partitions, register the service key. */
 int ledger_setup(ledger_svc *ls, db_conn *db);

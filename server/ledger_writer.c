@@ -325,9 +325,18 @@ static const char sql_key_register[] =
     "INSERT INTO ledger_keys (kid, public_key, valid_from) VALUES ($1, decode($2, 'hex'), "
     "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint) ON CONFLICT DO NOTHING";
 
+int ledger_key_publish(db_conn *db, const char *kid, const unsigned char pk[LEDGER_PK_BYTES])
+{
+    char pkhex[2 * LEDGER_PK_BYTES + 1];
+    const char *p[] = {kid, pkhex};
+
+    ledger_hex(pk, LEDGER_PK_BYTES, pkhex);
+    return db_command(db, sql_key_register, 2, p);
+}
+
 int ledger_setup(ledger_svc *ls, db_conn *db)
 {
-    char n[16], pkhex[2 * LEDGER_PK_BYTES + 1];
+    char n[16];
     const char *p1[] = {n};
     PGresult *r;
     json_t *heads;
@@ -361,12 +370,8 @@ int ledger_setup(ledger_svc *ls, db_conn *db)
     free(text);
     if (rc != DB_OK)
         return rc;
-    ledger_hex(ls->pk, LEDGER_PK_BYTES, pkhex);
-    {
-        const char *p3[] = {ls->signer->kid, pkhex};
-        if ((rc = db_command(db, sql_key_register, 2, p3)) != DB_OK)
-            return rc;
-    }
+    if ((rc = ledger_key_publish(db, ls->signer->kid, ls->pk)) != DB_OK)
+        return rc;
     if ((rc = db_commit(db)) != DB_OK)
         return rc;
     __atomic_store_n(&ls->setup_done, 1, __ATOMIC_RELEASE);

@@ -21,6 +21,7 @@
 #include "quote_writer.h"
 #include "ids.h"
 #include "ledger_copy.h"
+#include "ledger_svc.h"
 #include "quote_proof.h"
 
 #include <event2/event.h>
@@ -62,12 +63,6 @@ static const char sql_insert_one[] =
     "$11, $12::bytea, 1)) INSERT INTO quotes (id, tenant_id, policy_id, policy_version, "
     "currency, total_micros, document, batch_id, leaf_index, path, expires_at) VALUES ($1, $2, "
     "$3, $4::integer, $5, $6::bigint, $7, $9, 0, '\\x'::bytea, $8::timestamptz)";
-
-/* The signing key, published like the ledger publishes it (GET /v1/ledger/keys;
- * the same statement as ledger_setup's), so a quote verifies from its kid. */
-static const char sql_key_register[] =
-    "INSERT INTO ledger_keys (kid, public_key, valid_from) VALUES ($1, decode($2, 'hex'), "
-    "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint) ON CONFLICT DO NOTHING";
 
 /* PostgreSQL's binary timestamptz: microseconds since 2000-01-01 00:00:00 UTC. */
 #define QW_PG_EPOCH_MS 946684800000LL
@@ -127,8 +122,6 @@ static char qw_key_published[32]; /* the kid known to be in ledger_keys */
 static int publish_key(db_conn *db, const qw_row *r)
 {
     unsigned char pk[crypto_sign_PUBLICKEYBYTES];
-    char pkhex[2 * sizeof pk + 1];
-    const char *p[2] = {r->kid, pkhex};
     int done, rc;
 
     pthread_mutex_lock(&qw_key_mu);
@@ -137,8 +130,7 @@ static int publish_key(db_conn *db, const qw_row *r)
     if (done)
         return DB_OK;
     crypto_sign_ed25519_sk_to_pk(pk, r->sk);
-    sodium_bin2hex(pkhex, sizeof pkhex, pk, sizeof pk);
-    rc = db_command(db, sql_key_register, 2, p);
+    rc = ledger_key_publish(db, r->kid, pk); /* GET /v1/ledger/keys: quotes verify from kid */
     if (rc == DB_OK && PQtransactionStatus(db_pgconn(db)) == PQTRANS_IDLE) {
         pthread_mutex_lock(&qw_key_mu);
         snprintf(qw_key_published, sizeof qw_key_published, "%s", r->kid);
