@@ -38,6 +38,12 @@
 #define QUOTE_MAX_AHEAD_MS (366LL * 86400 * 1000)
 #define QUOTE_DEFAULT_VALID_S 900
 
+/* A quote signed by a retired key would not verify for what it claims (docs/api.md): none is
+ * stored, and the operator has to restart tallyd with a new key (docs/operations.md). */
+#define KEY_RETIRED_DETAIL                                                                         \
+    "the service's signing key %s is retired; quotes resume when tallyd restarts with a new "      \
+    "TALLY_SIGNING_KEY"
+
 struct quote_job {
     char id[48], tenant[48], policy_id[48], device[64], region[32], profile_name[32];
     char catalog_version[72];
@@ -281,6 +287,9 @@ static int op_quote(db_conn *db, void *arg, int *status, json_t **body)
         goto out;
     if (row->status == QW_NO_TENANT) {
         *body = idem_problem(PROB_VALIDATION, "tenant", "no account '%s'", j->tenant);
+    } else if (row->status == QW_KEY_RETIRED) {
+        *status = 503; /* not stored under the key (idem_write.h): a restart with a new key */
+        *body = idem_problem(PROB_DB_UNAVAILABLE, NULL, KEY_RETIRED_DETAIL, j->key->kid);
     } else if (row->status != DB_OK) {
         rc = row->status;
     } else if ((text = quote_body(j, NULL)) != NULL) {
@@ -312,6 +321,8 @@ static void quote_stored(qw_row *row)
         mreq_reply_jw(c, 201, &w);
     } else if (row->status == QW_NO_TENANT) {
         http_reply_problemf(c, PROB_VALIDATION, "tenant", "no account '%s'", j->tenant);
+    } else if (row->status == QW_KEY_RETIRED) {
+        http_reply_problemf(c, PROB_DB_UNAVAILABLE, NULL, KEY_RETIRED_DETAIL, j->key->kid);
     } else if (row->status == DB_FAILED) {
         http_reply_problem(c, PROB_INTERNAL, "a database statement failed unexpectedly", NULL);
     } else {

@@ -95,6 +95,10 @@ static int iw_work(db_conn *db, void *p)
     rc = w->op(db, w->arg, &w->status, &w->body);
     if (rc != DB_OK)
         return rc;
+    if (w->status >= 500) { /* not permanent: nothing stored, the key free for a retry */
+        db_rollback(db);
+        return 1;
+    }
     if (w->status >= 400 && (rc = db_command(db, "ROLLBACK TO SAVEPOINT op", 0, NULL)) != DB_OK)
         return rc;
     stored = storable(w->body);

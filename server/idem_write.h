@@ -6,6 +6,8 @@
  *   success   -> store the response, COMMIT
  *   4xx       -> ROLLBACK TO SAVEPOINT (nothing changed), store the problem
  *                response (a permanent failure replays as itself), COMMIT
+ *   5xx       -> ROLLBACK everything, reply with the operation's problem (not
+ *                permanent: a retry under the same key runs again)
  *   db error  -> ROLLBACK everything (a transient failure may be retried
  *                under the same key)
  *

@@ -22,6 +22,7 @@
 #include "ids.h"
 #include "ledger_copy.h"
 #include "ledger_svc.h"
+#include "log.h"
 #include "quote_proof.h"
 
 #include <event2/event.h>
@@ -57,12 +58,20 @@ static const char sql_copy[] =
 static const char sql_batch[] = "INSERT INTO quote_batches (id, root, kid, signature, n) VALUES "
                                 "($1, $2::bytea, $3, $4::bytea, $5::integer)";
 
-/* A lone row and its batch of one in one statement (atomic on its own). */
+/* The batch's key, if it is not retired, share-locked until the batch commits: a retirement
+ * (an UPDATE of the row, server/ledger_maint.c) either committed before and is seen here, or
+ * waits for this batch, so no stored batch is signed after its key's valid_until. */
+static const char sql_key_live[] =
+    "SELECT 1 FROM ledger_keys WHERE kid = $1 AND valid_until IS NULL FOR SHARE";
+
+/* A lone row and its batch of one in one statement (atomic on its own); nothing is stored
+ * when the key is retired (0 rows, see sql_key_live). */
 static const char sql_insert_one[] =
-    "WITH b AS (INSERT INTO quote_batches (id, root, kid, signature, n) VALUES ($9, $10::bytea, "
-    "$11, $12::bytea, 1)) INSERT INTO quotes (id, tenant_id, policy_id, policy_version, "
-    "currency, total_micros, document, batch_id, leaf_index, path, expires_at) VALUES ($1, $2, "
-    "$3, $4::integer, $5, $6::bigint, $7, $9, 0, '\\x'::bytea, $8::timestamptz)";
+    "WITH k AS (SELECT 1 FROM ledger_keys WHERE kid = $11 AND valid_until IS NULL FOR SHARE), "
+    "b AS (INSERT INTO quote_batches (id, root, kid, signature, n) SELECT $9, $10::bytea, $11, "
+    "$12::bytea, 1 FROM k) INSERT INTO quotes (id, tenant_id, policy_id, policy_version, "
+    "currency, total_micros, document, batch_id, leaf_index, path, expires_at) SELECT $1, $2, "
+    "$3, $4::integer, $5, $6::bigint, $7, $9, 0, '\\x'::bytea, $8::timestamptz FROM k";
 
 /* PostgreSQL's binary timestamptz: microseconds since 2000-01-01 00:00:00 UTC. */
 #define QW_PG_EPOCH_MS 946684800000LL
@@ -178,6 +187,26 @@ static int insert_batch(db_conn *db, qw_row **rows, int n)
     return db_command(db, sql_batch, 5, p);
 }
 
+/* DB_OK when kid may still sign (and is share-locked until the transaction ends), QW_KEY_RETIRED
+ * (logged), or the db_status. */
+static int key_live(db_conn *db, const char *kid)
+{
+    const char *p[] = {kid};
+    PGresult *r = db_exec(db, sql_key_live, 1, p);
+    int live;
+
+    if (!r)
+        return db_last_status(db);
+    live = PQntuples(r) == 1;
+    PQclear(r);
+    if (!live)
+        log_error("quotes",
+                  "signing key %s is retired: quotes are refused until tallyd restarts "
+                  "with a new TALLY_SIGNING_KEY",
+                  kid);
+    return live ? DB_OK : QW_KEY_RETIRED;
+}
+
 /* rows[0..n) (n > 1) sealed as one batch, in one transaction: BEGIN, the
  * quote rows by COPY, the batch row, COMMIT. DB_OK or the db_status (the
  * transaction rolled back). */
@@ -189,7 +218,8 @@ static int store_batch(db_conn *db, qw_row **rows, int n)
         return DB_FAILED;
     if ((rc = publish_key(db, rows[0])) != DB_OK || (rc = db_begin(db)) != DB_OK)
         return rc;
-    if ((rc = copy_rows(db, rows, n)) == DB_OK && (rc = insert_batch(db, rows, n)) == DB_OK)
+    if ((rc = key_live(db, rows[0]->kid)) == DB_OK && (rc = copy_rows(db, rows, n)) == DB_OK &&
+        (rc = insert_batch(db, rows, n)) == DB_OK)
         rc = db_commit(db);
     if (rc != DB_OK)
         db_rollback(db);
@@ -203,6 +233,7 @@ static int insert_one(db_conn *db, qw_row *r)
     char ver[16], total[24], root[2 * QW_HASH_BYTES + 3], sig[2 * QW_SIG_BYTES + 3];
     const char *p[12] = {r->id,       r->tenant,     r->policy_id, ver,  r->currency, total,
                          r->document, r->expires_at, r->batch_id,  root, r->kid,      sig};
+    PGresult *res;
     int rc;
 
     if (seal_rows(&r, 1) != 0)
@@ -213,9 +244,17 @@ static int insert_one(db_conn *db, qw_row *r)
     snprintf(total, sizeof total, "%lld", (long long)r->total_micros);
     bytea_hex(root, r->root, QW_HASH_BYTES);
     bytea_hex(sig, r->sig, QW_SIG_BYTES);
-    rc = db_command(db, sql_insert_one, 12, p);
-    if (rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503"))
-        return QW_NO_TENANT;
+    if (!(res = db_exec(db, sql_insert_one, 12, p))) {
+        rc = db_last_status(db);
+        return rc == DB_FAILED && !strcmp(db_last_sqlstate(db), "23503") ? QW_NO_TENANT : rc;
+    }
+    rc = strcmp(PQcmdTuples(res), "1") == 0 ? DB_OK : QW_KEY_RETIRED;
+    PQclear(res);
+    if (rc == QW_KEY_RETIRED)
+        log_error("quotes",
+                  "signing key %s is retired: quotes are refused until tallyd restarts "
+                  "with a new TALLY_SIGNING_KEY",
+                  r->kid);
     return rc;
 }
 
@@ -227,9 +266,9 @@ int qw_insert(db_conn *db, qw_row **rows, int n)
         rows[0]->status = rc;
         return DB_OK;
     }
-    if (rc == DB_OK) {
+    if (rc == DB_OK || rc == QW_KEY_RETIRED) {
         for (int i = 0; i < n; i++)
-            rows[i]->status = DB_OK;
+            rows[i]->status = rc;
         return DB_OK;
     }
     if (rc != DB_FAILED)

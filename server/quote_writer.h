@@ -54,7 +54,8 @@ struct qw_row {
     unsigned char root[QW_HASH_BYTES], sig[QW_SIG_BYTES];
     uint32_t leaf_index, batch_n, n_path;
     unsigned char path[QW_PATH_MAX][QW_HASH_BYTES]; /* sibling nearest the leaf first */
-    /* outcome: DB_OK, a db_status, or QW_NO_TENANT (foreign key: unknown tenant) */
+    /* outcome: DB_OK, a db_status, QW_NO_TENANT (foreign key: unknown tenant) or
+     * QW_KEY_RETIRED (the signing key was retired: nothing stored) */
     int status;
     qw_done_fn done;
     void *arg;
@@ -64,6 +65,7 @@ struct qw_row {
 };
 
 #define QW_NO_TENANT 1
+#define QW_KEY_RETIRED 3 /* 2 is the writer's own "pending" */
 
 /* qw_submit - queue row; row->done(row) later runs on base. 0, or -1 (out of
  * memory: nothing queued, done will not run). */

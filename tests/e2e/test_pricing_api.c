@@ -726,3 +726,56 @@ Test(pricing_api, issue_bad_inputs_are_4xx_and_change_nothing)
     http_resp_free(&r);
     cr_assert_eq(get_quote(key(ten), expired, total, sizeof total), 200);
 }
+
+/* Once an admin retires the service key, no quote is signed with it any more: the lone-quote
+ * statement and the batch transaction both find the key retired and store nothing (503, the
+ * operator must restart with a new key); quotes signed before stay readable and valid. */
+Test(pricing_api, a_retired_signing_key_signs_no_more_quotes)
+{
+    const char *hdr[] = {"Idempotency-Key: after-retire", NULL};
+    char *pol = make_policies(), path[128], kid[64], body[512];
+    struct burst b[4];
+    pthread_t t[4];
+    http_resp r = quote(key(ten), pol, NULL);
+
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    assert_signed(r.json);
+    snprintf(kid, sizeof kid, "%s", sv(json_object_get(r.json, "signature"), "kid"));
+    snprintf(path, sizeof path, "/v1/quotes/%s", sv(r.json, "id"));
+    http_resp_free(&r);
+    snprintf(body, sizeof body, "/v1/ledger/keys/%s/retire", kid);
+    r = http_request(&srv, "POST", body, srv.admin_key, NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    http_resp_free(&r);
+
+    r = quote(key(ten), pol, NULL); /* the cached path */
+    cr_assert_eq(r.status, 503, "%s", r.body);
+    cr_assert(strstr(r.body, "is retired"), "%s", r.body);
+    http_resp_free(&r);
+    snprintf(body, sizeof body,
+             "{\"policy_id\":\"%s\",\"device\":\"nvidia-h100-sxm\",\"profile\":\"llm-train\","
+             "\"wall_ms\":60000}",
+             pol);
+    r = http_request(&srv, "POST", "/v1/quotes", key(ten), hdr, body, strlen(body));
+    cr_assert_eq(r.status, 503, "the idempotent path: %s", r.body);
+    http_resp_free(&r);
+    cr_assert_str_eq(
+        testdb_exec(ci, "SELECT count(*) FROM idempotency_keys WHERE key = 'after-retire'"), "0",
+        "a 503 is not stored under its key: a retry after the restart runs again");
+    memset(b, 0, sizeof b); /* concurrent ones, so batches of more than one meet it too */
+    for (int i = 0; i < 4; i++) {
+        b[i].pol = pol;
+        cr_assert_eq(pthread_create(&t[i], NULL, quote_burst, &b[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(b[i].ok, 0, "thread %d: %d quotes signed by a retired key", i, b[i].ok);
+    }
+    cr_assert_str_eq(testdb_exec(ci, "SELECT count(*) || '/' || count(DISTINCT batch_id) FROM "
+                                     "quotes"),
+                     "1/1", "nothing stored after the retirement");
+    r = http_request(&srv, "GET", path, key(ten), NULL, NULL, 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    assert_signed(r.json);
+    http_resp_free(&r);
+}
