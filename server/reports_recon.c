@@ -16,6 +16,9 @@
  *   hold_amount         the ledger hold is not the order's hold amount
  *   hold_captured       the hold's captured total differs from the posted captures
  *   hold_state          the hold's state does not fit the order's state
+ *   credit_note_state   a credit note written down (migration 0017) is still pending
+ *                       after a minute (the janitor finishes them after 10 s), or was
+ *                       refused after it was written down
  *
  * The range applies to when usage records were accepted, settlements and
  * orders created.
@@ -28,6 +31,7 @@
 #define R_USAGE "u.accepted_at >= $1::timestamptz AND u.accepted_at < $2::timestamptz"
 #define R_STL "s.created_at >= $1::timestamptz AND s.created_at < $2::timestamptz"
 #define R_ORD "o.created_at >= $1::timestamptz AND o.created_at < $2::timestamptz"
+#define R_CN "c.created_at >= $1::timestamptz AND c.created_at < $2::timestamptz"
 #define TENANT_LINES                                                                               \
     "(SELECT coalesce(sum((l->>'amount')::bigint), 0) FROM jsonb_array_elements(u.lines) l WHERE " \
     "l->>'payer' = 'tenant')::bigint"
@@ -109,6 +113,14 @@ static const char sql_recon[] = REPORT_DECLARE
     " AND ((o.state IN ('placed', 'running') AND h.state <> 'open') OR (h.state = 'open' AND "
     "EXISTS (SELECT 1 FROM settlements s WHERE s.order_id = o.id AND s.kind = 'release' AND "
     "s.state = 'posted')))"
+    /* credit_note_state */
+    "UNION ALL SELECT 'credit_note_state', NULL, NULL, NULL, NULL, NULL, i.currency, "
+    "c.amount_micros, NULL, 'the credit note on invoice ' || c.invoice_id || ' (Idempotency-Key ' "
+    "|| c.idem_key || ') ' || CASE WHEN c.state = 'refused' THEN 'was refused after it was written "
+    "down (the invoices warning log says why)' ELSE 'is still pending after a minute' END FROM "
+    "credit_note_intents c "
+    "JOIN invoices i ON i.id = c.invoice_id WHERE " R_CN " AND (c.state = 'refused' OR (c.state = "
+    "'pending' AND c.created_at < now() - interval '1 minute'))"
     ") d ORDER BY chk, order_id, settlement_id, usage_ids";
 
 static const report_col cols_recon[] = {

@@ -699,4 +699,34 @@ Test(invoices_api, a_pending_credit_note_is_finished_by_the_janitor_once)
              "(SELECT count(*) FROM ledger_transactions WHERE invoice_id = '%s')",
              inv, inv);
     cr_assert_str_eq(sql1(sql), "1/1", "nothing more moved or stored");
+
+    /* reconciliation agrees; an intent the ledger cannot honour (more than remains) is
+     * refused by the janitor, moves nothing, and reconciliation names it */
+    r = get("/v1/reports/reconciliation", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_true(json_object_get(r.json, "agrees")), "%s", r.body);
+    http_resp_free(&r);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO credit_note_intents (caller, invoice_id, idem_key, caller_role, "
+             "amount_micros, reason, created_at) VALUES ('%s', '%s', 'crash-3', %d, 5000000, "
+             "'too much', now() - interval '2 minutes')",
+             sv(fin, "id"), inv, 1 << 2 /* ROLE_FINANCE */);
+    sql1(sql);
+    snprintf(sql, sizeof sql,
+             "SELECT state FROM credit_note_intents WHERE idem_key = 'crash-3' AND invoice_id = "
+             "'%s'",
+             inv);
+    for (waited = 0; strcmp(sql1(sql), "refused") != 0 && waited < 300; waited++)
+        usleep(100 * 1000);
+    cr_assert_str_eq(sql1(sql), "refused", "the janitor refuses what exceeds the invoice");
+    r = get("/v1/reports/reconciliation", key(fin));
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert(json_is_false(json_object_get(r.json, "agrees")), "%s", r.body);
+    cr_assert(strstr(r.body, "\"credit_note_state\"") && strstr(r.body, "crash-3") &&
+                  strstr(r.body, "was refused after it was written down"),
+              "%s", r.body);
+    http_resp_free(&r);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM ledger_transactions WHERE invoice_id = '%s'",
+             inv);
+    cr_assert_str_eq(sql1(sql), "1", "the refused intent moved nothing");
 }
