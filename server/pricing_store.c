@@ -357,43 +357,49 @@ int pstore_load_platform(db_conn *db, pstore_version *out)
     return rc;
 }
 
-static const char sql_state[] =
-    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
-    "policy_version = $3 AND period = $4";
+#define SQL_STATE                                                                                  \
+    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "    \
+    "policy_version = $3 AND period = $4"
+static const char sql_state[] = SQL_STATE;
 static const char sql_util[] =
     "SELECT utilisation_ppm FROM capacity_utilisation WHERE device_id = $1 AND region IN ($2, '') "
     "ORDER BY region DESC LIMIT 1";
+
+/* The period state p = (tenant, policy, version, period) read with sql into out, the zero
+ * state when there is no row (DB_FAILED instead when must_exist). DB_OK or a db_status. */
+static int state_read(db_conn *db, const char *sql, const char *const *p, int must_exist,
+                      pricing_state *out)
+{
+    PGresult *r = db_exec(db, sql, 4, p);
+    json_t *j = NULL;
+    int rc = must_exist ? DB_FAILED : DB_OK;
+
+    memset(out, 0, sizeof *out);
+    if (!r)
+        return db_last_status(db);
+    if (PQntuples(r) == 1) {
+        j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+        rc = j && pstore_state_from_json(j, out) == 0 ? DB_OK : DB_FAILED;
+    }
+    json_decref(j);
+    PQclear(r);
+    return rc;
+}
 
 int pstore_state_load(db_conn *db, const char *tenant, const char *policy_id, int version,
                       const char *period, pricing_state *out)
 {
     char v[16];
     const char *p[] = {tenant, policy_id, v, period};
-    PGresult *r;
-    json_t *j;
-    int rc = DB_OK;
 
-    memset(out, 0, sizeof *out);
     snprintf(v, sizeof v, "%d", version);
-    r = db_exec(db, sql_state, 4, p);
-    if (!r)
-        return db_last_status(db);
-    if (PQntuples(r) == 1) {
-        j = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-        if (!j || pstore_state_from_json(j, out) != 0)
-            rc = DB_FAILED;
-        json_decref(j);
-    }
-    PQclear(r);
-    return rc;
+    return state_read(db, sql_state, p, 0, out);
 }
 
 static const char sql_state_seed[] =
     "INSERT INTO pricing_period_state (tenant_id, policy_id, policy_version, period, state) "
     "VALUES ($1, $2, $3, $4, '{}'::jsonb) ON CONFLICT DO NOTHING";
-static const char sql_state_lock[] =
-    "SELECT state::text FROM pricing_period_state WHERE tenant_id = $1 AND policy_id = $2 AND "
-    "policy_version = $3 AND period = $4 FOR UPDATE";
+static const char sql_state_lock[] = SQL_STATE " FOR UPDATE";
 static const char sql_state_save[] =
     "UPDATE pricing_period_state SET state = $5::jsonb, updated_at = now() WHERE tenant_id = $1 "
     "AND policy_id = $2 AND policy_version = $3 AND period = $4";
@@ -403,21 +409,13 @@ int pstore_state_lock(db_conn *db, const char *tenant, const char *policy_id, in
 {
     char v[16];
     const char *p[] = {tenant, policy_id, v, period};
-    PGresult *r;
-    json_t *j;
     int rc;
 
     memset(out, 0, sizeof *out);
     snprintf(v, sizeof v, "%d", version);
     if ((rc = db_command(db, sql_state_seed, 4, p)) != DB_OK)
         return rc;
-    if (!(r = db_exec(db, sql_state_lock, 4, p)))
-        return db_last_status(db);
-    j = PQntuples(r) == 1 ? json_loads(PQgetvalue(r, 0, 0), 0, NULL) : NULL;
-    rc = j && pstore_state_from_json(j, out) == 0 ? DB_OK : DB_FAILED;
-    json_decref(j);
-    PQclear(r);
-    return rc;
+    return state_read(db, sql_state_lock, p, 1, out); /* seeded above: the row exists */
 }
 
 int pstore_state_save(db_conn *db, const char *tenant, const char *policy_id, int version,
