@@ -38,6 +38,7 @@ static char ci[1024];
 static tallyd_proc srv;
 static json_t *prov, *ten, *ten2, *fin;
 static tm_world world;
+static const tm_market mk = {ci, sizeof ci, &srv, &prov, &ten, &world, NULL};
 
 #define key(a) tm_key(a)
 #define sv(o, k) tm_str(o, k)
@@ -186,25 +187,16 @@ static long long micros(const char *s)
 
 static void setup(void)
 {
-    cr_assert(sodium_init() >= 0);
-    testdb_create(ci, sizeof ci);
-    tallyd_start(&srv, ci, NULL);
-    prov = tallyd_account(&srv, "acme-gpu", "provider");
-    ten = tallyd_account(&srv, "tenant-a", "tenant");
+    tm_market_up(&mk, NULL);
     ten2 = tallyd_account(&srv, "tenant-b", "tenant");
     fin = tallyd_account(&srv, "finance-1", "finance");
-    tm_world_init(&world, &srv, key(prov));
 }
 
 static void teardown(void)
 {
-    tm_world_free(&world);
-    json_decref(prov);
-    json_decref(ten);
     json_decref(ten2);
     json_decref(fin);
-    tallyd_stop(&srv);
-    testdb_drop(ci);
+    tm_market_down(&mk);
 }
 
 TestSuite(invoices_api, .init = setup, .fini = teardown, .timeout = 180);

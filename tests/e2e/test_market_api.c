@@ -30,6 +30,7 @@ static tallyd_proc srv;
 static json_t *prov, *prov2, *ten, *ten2;
 static tm_world world;
 static char policy[48], offer[48];
+static const tm_market mk = {ci, sizeof ci, &srv, &prov, &ten, &world, policy};
 
 #define key(a) tm_key(a)
 #define sv(o, k) tm_str(o, k)
@@ -54,28 +55,18 @@ static const char *sql1(const char *sql)
 
 static void setup(void)
 {
-    cr_assert(sodium_init() >= 0);
-    testdb_create(ci, sizeof ci);
-    tallyd_start(&srv, ci, NULL);
-    prov = tallyd_account(&srv, "acme-gpu", "provider");
+    tm_market_up(&mk, NULL);
     prov2 = tallyd_account(&srv, "other-gpu", "provider");
-    ten = tallyd_account(&srv, "tenant-a", "tenant");
     ten2 = tallyd_account(&srv, "tenant-b", "tenant");
-    tm_policies(&srv, key(prov), policy);
-    tm_world_init(&world, &srv, key(prov));
     tm_publish(&world, "eu-west-1/acme/h100-pool", policy, ",\"residency\":[\"eu\",\"gdpr\"]",
                offer);
 }
 
 static void teardown(void)
 {
-    tm_world_free(&world);
-    json_decref(prov);
     json_decref(prov2);
-    json_decref(ten);
     json_decref(ten2);
-    tallyd_stop(&srv);
-    testdb_drop(ci);
+    tm_market_down(&mk);
 }
 
 TestSuite(market_api, .init = setup, .fini = teardown, .timeout = 120);

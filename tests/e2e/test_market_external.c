@@ -26,6 +26,7 @@ static tallyd_proc srv;
 static json_t *prov, *ten;
 static tm_world world;
 static char policy[48];
+static const tm_market mk = {ci, sizeof ci, &srv, &prov, &ten, &world, policy};
 static int ext_port, lfd1, lfd2;
 static volatile int mode;    /* 0 reverse, 1 too slow, 2 HTTP 500 */
 static char received[2][48]; /* offer ids in the order tallyd sent them */
@@ -99,12 +100,7 @@ static void setup(void)
 
     ext_start();
     snprintf(url_env, sizeof url_env, "TALLY_SCHEDULER_URL=http://127.0.0.1:%d/rank", ext_port);
-    testdb_create(ci, sizeof ci);
-    tallyd_start(&srv, ci, env);
-    prov = tallyd_account(&srv, "acme-gpu", "provider");
-    ten = tallyd_account(&srv, "tenant-a", "tenant");
-    tm_policies(&srv, key(prov), policy);
-    tm_world_init(&world, &srv, key(prov));
+    tm_market_up(&mk, env);
     lfd1 = tm_listen(&p1);
     lfd2 = tm_listen(&p2);
     tm_publish_at(&world, "eu-west-1/acme/pool-a", policy, p1, "", id);
@@ -113,11 +109,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    tm_world_free(&world);
-    json_decref(prov);
-    json_decref(ten);
-    tallyd_stop(&srv);
-    testdb_drop(ci);
+    tm_market_down(&mk);
     close(lfd1);
     close(lfd2);
     event_base_loopbreak(ext_base);

@@ -23,6 +23,7 @@ static tallyd_proc srv;
 static json_t *prov, *ten;
 static tm_world world;
 static char policy[48];
+static const tm_market mk = {ci, sizeof ci, &srv, &prov, &ten, &world, policy};
 static const char *const env[] = {"TALLY_PROBE_INTERVAL_MS=200", "TALLY_PROBE_FAILURES=2",
                                   "TALLY_PROBE_TIMEOUT_MS=100", NULL};
 
@@ -33,22 +34,13 @@ static const char *const env[] = {"TALLY_PROBE_INTERVAL_MS=200", "TALLY_PROBE_FA
 
 static void setup(void)
 {
-    testdb_create(ci, sizeof ci);
-    tallyd_start(&srv, ci, env);
-    prov = tallyd_account(&srv, "acme-gpu", "provider");
-    ten = tallyd_account(&srv, "tenant-a", "tenant");
-    tm_policies(&srv, key(prov), policy);
-    tm_world_init(&world, &srv, key(prov));
+    tm_market_up(&mk, env);
     tm_deposit(&srv, ten, "500.00");
 }
 
 static void teardown(void)
 {
-    tm_world_free(&world);
-    json_decref(prov);
-    json_decref(ten);
-    tallyd_stop(&srv);
-    testdb_drop(ci);
+    tm_market_down(&mk);
 }
 
 TestSuite(market_failover, .init = setup, .fini = teardown, .timeout = 120);

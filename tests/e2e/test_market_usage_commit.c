@@ -20,6 +20,7 @@ static tallyd_proc srv;
 static json_t *prov, *ten;
 static tm_world world;
 static char policy[48], offer[48];
+static const tm_market mk = {ci, sizeof ci, &srv, &prov, &ten, &world, policy};
 
 static const char *sql1(const char *sql)
 {
@@ -30,24 +31,14 @@ static const char *sql1(const char *sql)
 
 static void setup(void)
 {
-    cr_assert(sodium_init() >= 0);
-    testdb_create(ci, sizeof ci);
-    tallyd_start(&srv, ci, NULL);
-    prov = tallyd_account(&srv, "acme-gpu", "provider");
-    ten = tallyd_account(&srv, "tenant-a", "tenant");
-    tm_policies(&srv, tm_key(prov), policy);
-    tm_world_init(&world, &srv, tm_key(prov));
+    tm_market_up(&mk, NULL);
     tm_publish(&world, "eu-west-1/acme/h100-pool", policy, ",\"residency\":[\"eu\",\"gdpr\"]",
                offer);
 }
 
 static void teardown(void)
 {
-    tm_world_free(&world);
-    json_decref(prov);
-    json_decref(ten);
-    tallyd_stop(&srv);
-    testdb_drop(ci);
+    tm_market_down(&mk);
 }
 
 TestSuite(market_usage_commit, .init = setup, .fini = teardown, .timeout = 120);

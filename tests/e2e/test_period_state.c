@@ -18,25 +18,17 @@ static tallyd_proc srv;
 static json_t *prov, *ten;
 static tm_world world;
 static char policy[48];
+static const tm_market mk = {ci, sizeof ci, &srv, &prov, &ten, &world, policy};
 
 static void setup(void)
 {
-    testdb_create(ci, sizeof ci);
-    tallyd_start(&srv, ci, NULL);
-    prov = tallyd_account(&srv, "acme-gpu", "provider");
-    ten = tallyd_account(&srv, "tenant-a", "tenant");
-    tm_policies(&srv, tm_key(prov), policy);
-    tm_world_init(&world, &srv, tm_key(prov));
+    tm_market_up(&mk, NULL);
     tm_deposit(&srv, ten, "500.00");
 }
 
 static void teardown(void)
 {
-    tm_world_free(&world);
-    json_decref(prov);
-    json_decref(ten);
-    tallyd_stop(&srv);
-    testdb_drop(ci);
+    tm_market_down(&mk);
 }
 
 TestSuite(period_state, .init = setup, .fini = teardown, .timeout = 120);

@@ -76,6 +76,26 @@ void tm_world_init(tm_world *w, const tallyd_proc *srv, const char *provider_key
     http_resp_free(&r);
 }
 
+void tm_market_up(const tm_market *m, const char *const *env)
+{
+    testdb_create(m->ci, m->cilen);
+    tallyd_start(m->srv, m->ci, env);
+    *m->prov = tallyd_account(m->srv, "acme-gpu", "provider");
+    *m->ten = tallyd_account(m->srv, "tenant-a", "tenant");
+    if (m->policy)
+        tm_policies(m->srv, tm_key(*m->prov), m->policy);
+    tm_world_init(m->world, m->srv, tm_key(*m->prov));
+}
+
+void tm_market_down(const tm_market *m)
+{
+    tm_world_free(m->world);
+    json_decref(*m->prov);
+    json_decref(*m->ten);
+    tallyd_stop(m->srv);
+    testdb_drop(m->ci);
+}
+
 void tm_world_free(tm_world *w)
 {
     if (w->listen_fd > 0)

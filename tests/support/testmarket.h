@@ -23,6 +23,21 @@ typedef struct tm_world {
 void tm_world_init(tm_world *w, const tallyd_proc *srv, const char *provider_key);
 void tm_world_free(tm_world *w);
 
+/* The set-up the marketplace suites share, on the suite's own statics: a throwaway database
+ * (conninfo into ci), a tallyd (extra NAME=value settings in env, or NULL), the provider
+ * "acme-gpu" with its signing world, the tenant "tenant-a" and, when policy is not NULL, the
+ * tm_policies pair (the provider's policy id into policy). tm_market_down undoes it. */
+typedef struct tm_market {
+    char *ci;
+    size_t cilen;
+    tallyd_proc *srv;
+    json_t **prov, **ten;
+    tm_world *world;
+    char *policy; /* 48 bytes, or NULL */
+} tm_market;
+void tm_market_up(const tm_market *m, const char *const *env);
+void tm_market_down(const tm_market *m);
+
 /* Small accessors: an account's API key, a string member. */
 const char *tm_key(json_t *account);
 const char *tm_str(json_t *o, const char *k);
